@@ -1,0 +1,547 @@
+/* session.c — JSON-RPC 2.0 / MCP message handling for one session.
+ *
+ * Inbound: parse, classify (request / notification / response / invalid),
+ * enforce the lifecycle, dispatch. Outbound: responses and notifications are
+ * serialized here and handed to the transport's send().
+ *
+ * Requests that run asynchronously (tools/call) live in a per-session table
+ * keyed by their JSON-RPC id until they finish or are cancelled. JSON-RPC
+ * batches (protocol versions before 2025-06-18) collect their members'
+ * responses, including asynchronous ones, and go out as one array. */
+#include "mcp/session.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mcp/log.h"
+#include "mcp/server.h"
+#include "tools/tool.h"
+
+#define MCP_SERVER_NAME "deploy-mcp"
+#define MCP_LATEST_VERSION "2025-11-25"
+#define MCP_BATCH_CUTOFF "2025-06-18" /* batches rejected from this version on */
+
+static const char *const supported_versions[] = {
+    "2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05", NULL,
+};
+
+static const char *const level_names[] = {
+    "debug", "info", "notice", "warning", "error", "critical", "alert", "emergency",
+};
+
+typedef struct mcp_batch {
+    json_t *responses;      /* array being filled */
+    size_t pending;         /* member requests still running */
+    bool sealed;            /* all members dispatched */
+} mcp_batch;
+
+struct mcp_request {
+    mcp_session *s;
+    json_t *id;             /* string or integer */
+    json_t *progress_token; /* NULL when absent */
+    double last_progress;
+    bool sent_progress;
+    mcp_batch *batch;
+    void (*cancel)(void *ud);
+    void *cancel_ud;
+    mcp_request *prev, *next;
+};
+
+struct mcp_session {
+    mcp_server *srv;
+    const mcp_transport *tp;
+    void *io;
+    char protocol[32];
+    bool initialized;        /* initialize answered */
+    bool client_ready;       /* notifications/initialized received */
+    enum mcp_level log_level;
+    json_t *client_caps;
+    mcp_request *reqs;       /* in-flight requests */
+    size_t ninflight;
+};
+
+/* ---- output ------------------------------------------------------------ */
+
+static void send_json(mcp_session *s, json_t *msg)
+{
+    char *text = json_dumps(msg, JSON_COMPACT);
+    if (!text) {
+        log_error("session: could not serialize an outgoing message");
+        return;
+    }
+    if (s->tp->send(s->io, text, strlen(text)) < 0)
+        log_debug("session: %s transport refused a message (peer gone)", s->tp->name);
+    free(text);
+}
+
+static json_t *make_error(json_t *id, int code, const char *message)
+{
+    return json_pack("{s:s, s:O, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", id ? id : json_null(),
+                     "error", "code", code, "message", message);
+}
+
+static json_t *make_result(json_t *id, json_t *result /* stolen */)
+{
+    return json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", id, "result", result);
+}
+
+/* Sends a response, or adds it to its batch. Steals msg. */
+static void deliver(mcp_session *s, mcp_batch *b, json_t *msg)
+{
+    if (b) {
+        json_array_append_new(b->responses, msg);
+        return;
+    }
+    send_json(s, msg);
+    json_decref(msg);
+}
+
+static void send_error(mcp_session *s, mcp_batch *b, json_t *id, int code, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void send_error(mcp_session *s, mcp_batch *b, json_t *id, int code, const char *fmt, ...)
+{
+    char message[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    deliver(s, b, make_error(id, code, message));
+}
+
+static void batch_maybe_flush(mcp_session *s, mcp_batch *b)
+{
+    if (!b || !b->sealed || b->pending > 0)
+        return;
+    if (json_array_size(b->responses) > 0)
+        send_json(s, b->responses);
+    json_decref(b->responses);
+    free(b);
+}
+
+/* ---- request table ------------------------------------------------------- */
+
+static bool ids_equal(json_t *a, json_t *b)
+{
+    return json_equal(a, b) && json_typeof(a) == json_typeof(b);
+}
+
+static mcp_request *req_find(mcp_session *s, json_t *id)
+{
+    for (mcp_request *r = s->reqs; r; r = r->next)
+        if (ids_equal(r->id, id))
+            return r;
+    return NULL;
+}
+
+static void req_unlink_free(mcp_request *r)
+{
+    mcp_session *s = r->s;
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        s->reqs = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    s->ninflight--;
+    json_decref(r->id);
+    json_decref(r->progress_token);
+    free(r);
+}
+
+/* Ends a request whose response is `msg` (stolen; NULL = no response). */
+static void req_end(mcp_request *r, json_t *msg)
+{
+    mcp_session *s = r->s;
+    mcp_batch *b = r->batch;
+    if (msg)
+        deliver(s, b, msg);
+    req_unlink_free(r);
+    if (b) {
+        b->pending--;
+        batch_maybe_flush(s, b);
+    }
+}
+
+mcp_server *mcp_req_server(const mcp_request *r) { return r->s->srv; }
+
+bool mcp_req_wants_progress(const mcp_request *r) { return r->progress_token != NULL; }
+
+bool mcp_req_progress(mcp_request *r, double progress, double total, const char *message)
+{
+    if (!r->progress_token || (r->sent_progress && progress <= r->last_progress))
+        return false;
+    r->last_progress = progress;
+    r->sent_progress = true;
+    json_t *params = json_pack("{s:O, s:f}", "progressToken", r->progress_token,
+                               "progress", progress);
+    if (total >= 0)
+        json_object_set_new(params, "total", json_real(total));
+    if (message)
+        json_object_set_new(params, "message", json_string(message));
+    json_t *msg = json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0",
+                            "method", "notifications/progress", "params", params);
+    send_json(r->s, msg);
+    json_decref(msg);
+    return true;
+}
+
+bool mcp_req_log_enabled(const mcp_request *r, enum mcp_level level)
+{
+    return level >= r->s->log_level;
+}
+
+void mcp_req_log(mcp_request *r, enum mcp_level level, const char *logger, json_t *data)
+{
+    if (!mcp_req_log_enabled(r, level)) {
+        json_decref(data);
+        return;
+    }
+    json_t *msg = json_pack("{s:s, s:s, s:{s:s, s:s, s:o}}", "jsonrpc", "2.0",
+                            "method", "notifications/message", "params",
+                            "level", level_names[level], "logger", logger, "data", data);
+    if (msg) {
+        send_json(r->s, msg);
+        json_decref(msg);
+    }
+}
+
+void mcp_req_on_cancel(mcp_request *r, void (*cancel)(void *ud), void *ud)
+{
+    r->cancel = cancel;
+    r->cancel_ud = ud;
+}
+
+void mcp_req_finish(mcp_request *r, json_t *result)
+{
+    if (!result)
+        result = json_pack("{s:[{s:s, s:s}], s:b}", "content", "type", "text", "text",
+                           "internal error: no result", "isError", 1);
+    req_end(r, make_result(r->id, result));
+}
+
+void mcp_req_finish_error(mcp_request *r, int code, const char *message)
+{
+    req_end(r, make_error(r->id, code, message));
+}
+
+/* Runs a request's cancel callback and frees it without a response. */
+static void req_cancel(mcp_request *r)
+{
+    void (*cancel)(void *) = r->cancel;
+    void *ud = r->cancel_ud;
+    r->cancel = NULL;
+    mcp_batch *b = r->batch;
+    mcp_session *s = r->s;
+    req_unlink_free(r);
+    if (cancel)
+        cancel(ud);
+    if (b) {
+        b->pending--;
+        batch_maybe_flush(s, b);
+    }
+}
+
+/* ---- methods ------------------------------------------------------------ */
+
+static const char *negotiate(const char *asked)
+{
+    for (size_t i = 0; supported_versions[i]; i++)
+        if (asked && strcmp(asked, supported_versions[i]) == 0)
+            return supported_versions[i];
+    return MCP_LATEST_VERSION;
+}
+
+static void do_initialize(mcp_session *s, mcp_batch *b, json_t *id, json_t *params)
+{
+    if (s->initialized) {
+        send_error(s, b, id, RPC_INVALID_REQUEST, "session is already initialized");
+        return;
+    }
+    json_t *pv = params ? json_object_get(params, "protocolVersion") : NULL;
+    if (!json_is_string(pv)) {
+        send_error(s, b, id, RPC_INVALID_PARAMS,
+                   "initialize needs params.protocolVersion (a string)");
+        return;
+    }
+    snprintf(s->protocol, sizeof s->protocol, "%s", negotiate(json_string_value(pv)));
+    json_t *caps = json_object_get(params, "capabilities");
+    s->client_caps = json_is_object(caps) ? json_incref(caps) : json_object();
+    s->initialized = true;
+
+    json_t *result = json_pack(
+        "{s:s, s:{s:{s:b}, s:{}}, s:{s:s, s:s, s:s}, s:s}",
+        "protocolVersion", s->protocol,
+        "capabilities", "tools", "listChanged", 0, "logging",
+        "serverInfo", "name", MCP_SERVER_NAME, "title", "deploy-mcp", "version", DEPLOY_MCP_VERSION,
+        "instructions",
+        "deploy-mcp deploys through hosting platforms. Call list_targets first. "
+        "create_preview makes a preview deployment; stream_events follows its build live "
+        "(progress and log notifications) and returns a cursor to resume; tail_logs reads "
+        "logs; request_publish asks a human to approve a production publish and returns "
+        "the approval URL to show the user. No tool publishes to production directly.");
+    deliver(s, b, make_result(id, result));
+}
+
+static void do_tools_list(mcp_session *s, mcp_batch *b, json_t *id, json_t *params)
+{
+    size_t start = 0, n = 0;
+    json_t *cursor = params ? json_object_get(params, "cursor") : NULL;
+    for (const tool_def *const *t = tool_table; *t; t++)
+        n++;
+    if (cursor && !json_is_null(cursor)) {
+        const char *c = json_string_value(cursor);
+        char *end = NULL;
+        unsigned long v = c && c[0] == 't' ? strtoul(c + 1, &end, 10) : 0;
+        if (!c || c[0] != 't' || !end || *end || end == c + 1 || v == 0 || v >= n) {
+            send_error(s, b, id, RPC_INVALID_PARAMS, "invalid tools/list cursor");
+            return;
+        }
+        start = v;
+    }
+    size_t page = s->srv->tools_page_size ? s->srv->tools_page_size : n;
+    json_t *tools = json_array();
+    size_t i;
+    for (i = start; i < n && i < start + page; i++)
+        json_array_append_new(tools, tool_describe(tool_table[i]));
+    json_t *result = json_pack("{s:o}", "tools", tools);
+    if (i < n) {
+        char next[32];
+        snprintf(next, sizeof next, "t%zu", i);
+        json_object_set_new(result, "nextCursor", json_string(next));
+    }
+    deliver(s, b, make_result(id, result));
+}
+
+static void do_set_level(mcp_session *s, mcp_batch *b, json_t *id, json_t *params)
+{
+    const char *word = params ? json_string_value(json_object_get(params, "level")) : NULL;
+    for (size_t i = 0; word && i < sizeof level_names / sizeof level_names[0]; i++)
+        if (strcmp(word, level_names[i]) == 0) {
+            s->log_level = (enum mcp_level)i;
+            deliver(s, b, make_result(id, json_object()));
+            return;
+        }
+    send_error(s, b, id, RPC_INVALID_PARAMS,
+               "logging/setLevel needs params.level: one of debug, info, notice, warning, "
+               "error, critical, alert, emergency");
+}
+
+static void do_tools_call(mcp_session *s, mcp_batch *b, json_t *id, json_t *params)
+{
+    json_t *name = params ? json_object_get(params, "name") : NULL;
+    if (!json_is_string(name)) {
+        send_error(s, b, id, RPC_INVALID_PARAMS, "tools/call needs params.name (a string)");
+        return;
+    }
+    json_t *args = json_object_get(params, "arguments");
+    if (args && !json_is_object(args) && !json_is_null(args)) {
+        send_error(s, b, id, RPC_INVALID_PARAMS, "tools/call params.arguments must be an object");
+        return;
+    }
+    if (req_find(s, id)) {
+        send_error(s, b, id, RPC_INVALID_REQUEST,
+                   "a request with this id is already in progress");
+        return;
+    }
+    if (s->ninflight >= MCP_MAX_INFLIGHT) {
+        send_error(s, b, id, RPC_INVALID_REQUEST,
+                   "too many requests in flight (limit %u): wait for some to finish",
+                   MCP_MAX_INFLIGHT);
+        return;
+    }
+    mcp_request *r = calloc(1, sizeof *r);
+    if (!r) {
+        send_error(s, b, id, RPC_INTERNAL_ERROR, "out of memory");
+        return;
+    }
+    r->s = s;
+    r->id = json_incref(id);
+    json_t *meta = json_object_get(params, "_meta");
+    json_t *tok = meta ? json_object_get(meta, "progressToken") : NULL;
+    if (json_is_string(tok) || json_is_integer(tok))
+        r->progress_token = json_incref(tok);
+    r->batch = b;
+    if (b)
+        b->pending++;
+    r->next = s->reqs;
+    if (s->reqs)
+        s->reqs->prev = r;
+    s->reqs = r;
+    s->ninflight++;
+    json_t *empty = NULL;
+    if (!json_is_object(args))
+        args = empty = json_object();
+    tool_dispatch(r, json_string_value(name), args);
+    json_decref(empty);
+}
+
+static void handle_notification(mcp_session *s, const char *method, json_t *params)
+{
+    if (strcmp(method, "notifications/initialized") == 0) {
+        s->client_ready = true;
+    } else if (strcmp(method, "notifications/cancelled") == 0) {
+        json_t *rid = params ? json_object_get(params, "requestId") : NULL;
+        mcp_request *r = rid ? req_find(s, rid) : NULL;
+        if (r) {
+            log_debug("session: request cancelled by the client");
+            req_cancel(r);
+        }
+    }
+    /* Other notifications (roots/list_changed, ...) need no action. */
+}
+
+static void handle_request(mcp_session *s, mcp_batch *b, json_t *id, const char *method,
+                           json_t *params)
+{
+    if (params && !json_is_object(params) && !json_is_array(params)) {
+        send_error(s, b, id, RPC_INVALID_PARAMS, "params must be an object");
+        return;
+    }
+    if (params && !json_is_object(params))
+        params = NULL; /* no method of ours takes positional params */
+    if (strcmp(method, "ping") == 0) {
+        deliver(s, b, make_result(id, json_object()));
+        return;
+    }
+    if (strcmp(method, "initialize") == 0) {
+        do_initialize(s, b, id, params);
+        return;
+    }
+    if (!s->initialized) {
+        send_error(s, b, id, RPC_INVALID_REQUEST,
+                   "session not initialized: send initialize first");
+        return;
+    }
+    if (strcmp(method, "tools/list") == 0)
+        do_tools_list(s, b, id, params);
+    else if (strcmp(method, "tools/call") == 0)
+        do_tools_call(s, b, id, params);
+    else if (strcmp(method, "logging/setLevel") == 0)
+        do_set_level(s, b, id, params);
+    else
+        send_error(s, b, id, RPC_METHOD_NOT_FOUND, "method not found: %.200s", method);
+}
+
+/* Handles one parsed message (an element of a batch or a lone message). */
+static void handle_one(mcp_session *s, mcp_batch *b, json_t *msg)
+{
+    if (!json_is_object(msg)) {
+        send_error(s, b, NULL, RPC_INVALID_REQUEST, "a JSON-RPC message must be an object");
+        return;
+    }
+    json_t *id = json_object_get(msg, "id");
+    bool id_ok = id && (json_is_string(id) || json_is_integer(id));
+    json_t *reply_id = id_ok ? id : NULL;
+    const char *version = json_string_value(json_object_get(msg, "jsonrpc"));
+    json_t *method = json_object_get(msg, "method");
+
+    if (!method && (json_object_get(msg, "result") || json_object_get(msg, "error")))
+        return; /* a response: we send no requests yet, so it is stray */
+    if (!version || strcmp(version, "2.0") != 0) {
+        send_error(s, b, reply_id, RPC_INVALID_REQUEST, "jsonrpc must be \"2.0\"");
+        return;
+    }
+    if (!json_is_string(method)) {
+        send_error(s, b, reply_id, RPC_INVALID_REQUEST, "method must be a string");
+        return;
+    }
+    if (id && !id_ok) {
+        send_error(s, b, NULL, RPC_INVALID_REQUEST,
+                   "id must be a string or an integer (null is not allowed)");
+        return;
+    }
+    json_t *params = json_object_get(msg, "params");
+    if (!id)
+        handle_notification(s, json_string_value(method), params);
+    else
+        handle_request(s, b, id, json_string_value(method), params);
+}
+
+static bool batches_allowed(const mcp_session *s)
+{
+    /* Versions are dates, so string order is time order. */
+    return s->initialized && strcmp(s->protocol, MCP_BATCH_CUTOFF) < 0;
+}
+
+void mcp_session_handle(mcp_session *s, const char *text, size_t len)
+{
+    if (len > MCP_MAX_MESSAGE_BYTES) {
+        mcp_session_reject(s, RPC_INVALID_REQUEST, "message too large");
+        return;
+    }
+    json_error_t jerr;
+    json_t *msg = json_loadb(text, len, JSON_ALLOW_NUL, &jerr);
+    if (!msg) {
+        send_error(s, NULL, NULL, RPC_PARSE_ERROR, "parse error: %s (at byte %d)",
+                   jerr.text, jerr.position);
+        return;
+    }
+    if (!json_is_array(msg)) {
+        handle_one(s, NULL, msg);
+        json_decref(msg);
+        return;
+    }
+    if (!batches_allowed(s)) {
+        send_error(s, NULL, NULL, RPC_INVALID_REQUEST,
+                   "JSON-RPC batches are not supported with protocol version %s",
+                   s->initialized ? s->protocol : "(not negotiated yet)");
+    } else if (json_array_size(msg) == 0) {
+        send_error(s, NULL, NULL, RPC_INVALID_REQUEST, "empty batch");
+    } else {
+        mcp_batch *b = calloc(1, sizeof *b);
+        if (b) {
+            b->responses = json_array();
+            size_t i;
+            json_t *el;
+            json_array_foreach(msg, i, el)
+                handle_one(s, b, el);
+            b->sealed = true;
+            batch_maybe_flush(s, b);
+        }
+    }
+    json_decref(msg);
+}
+
+void mcp_session_reject(mcp_session *s, int code, const char *message)
+{
+    send_error(s, NULL, NULL, code, "%s", message);
+}
+
+mcp_session *mcp_session_new(mcp_server *srv, const mcp_transport *tp, void *io)
+{
+    mcp_session *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->srv = srv;
+    s->tp = tp;
+    s->io = io;
+    s->log_level = MCP_LOG_INFO;
+    return s;
+}
+
+void mcp_session_close(mcp_session *s)
+{
+    if (!s)
+        return;
+    while (s->reqs) {
+        /* Batches of cancelled members would flush partially; drop them. */
+        mcp_request *r = s->reqs;
+        if (r->batch) {
+            mcp_batch *b = r->batch;
+            for (mcp_request *o = s->reqs; o; o = o->next)
+                if (o->batch == b)
+                    o->batch = NULL;
+            json_decref(b->responses);
+            free(b);
+        }
+        req_cancel(r);
+    }
+    json_decref(s->client_caps);
+    free(s);
+}
+
+size_t mcp_session_inflight(const mcp_session *s) { return s->ninflight; }
+
+const char *mcp_session_protocol(const mcp_session *s) { return s->protocol; }

@@ -1,0 +1,110 @@
+/* session.h — one MCP session: JSON-RPC message handling, lifecycle
+ * (initialize → initialized), the request table, progress, cancellation and
+ * logging. Transports own the bytes; the session owns MCP.
+ *
+ * A transport creates a session with a send function and hands it whole
+ * JSON-RPC messages (one line / one frame / one POST body). The session
+ * answers through send(). Everything runs on the loop thread.
+ *
+ * Requests (tools/call) that take time are represented by mcp_request. The
+ * tool that handles one must end it exactly once with mcp_req_finish (or
+ * mcp_req_finish_error), unless the request is cancelled first: then the
+ * session calls the tool's cancel callback (registered with mcp_req_on_cancel)
+ * and frees the request itself, and no response is sent. After either, the
+ * mcp_request pointer is dead. */
+#ifndef DEPLOY_MCP_SESSION_H
+#define DEPLOY_MCP_SESSION_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct mcp_server;
+
+typedef struct mcp_session mcp_session;
+typedef struct mcp_request mcp_request;
+
+#define MCP_MAX_MESSAGE_BYTES (4u << 20)   /* one inbound JSON-RPC message */
+#define MCP_MAX_DEPTH 64                   /* nesting depth accepted in a message */
+#define MCP_MAX_INFLIGHT 4096              /* concurrent requests per session */
+
+/* JSON-RPC error codes. */
+enum {
+    RPC_PARSE_ERROR = -32700,
+    RPC_INVALID_REQUEST = -32600,
+    RPC_METHOD_NOT_FOUND = -32601,
+    RPC_INVALID_PARAMS = -32602,
+    RPC_INTERNAL_ERROR = -32603,
+};
+
+/* MCP logging levels (RFC 5424 order). */
+enum mcp_level {
+    MCP_LOG_DEBUG = 0, MCP_LOG_INFO, MCP_LOG_NOTICE, MCP_LOG_WARNING, MCP_LOG_ERROR,
+    MCP_LOG_CRITICAL, MCP_LOG_ALERT, MCP_LOG_EMERGENCY
+};
+
+/* The transport's side. send() gets one complete serialized JSON-RPC message
+ * (no trailing newline; the transport frames it) and must copy what it keeps.
+ * It returns 0, or a negative value when the peer is gone. */
+typedef struct mcp_transport {
+    const char *name;                     /* "stdio", "websocket", "http" */
+    int (*send)(void *io, const char *msg, size_t len);
+} mcp_transport;
+
+/* Creates a session bound to a server and a transport endpoint `io`.
+ * Never NULL except out of memory. */
+mcp_session *mcp_session_new(struct mcp_server *srv, const mcp_transport *tp, void *io);
+
+/* Handles one inbound message (raw bytes; need not be NUL-terminated, need
+ * not be valid UTF-8 or JSON — errors are answered). */
+void mcp_session_handle(mcp_session *s, const char *msg, size_t len);
+
+/* Answers an inbound message that the transport had to refuse before
+ * parsing (e.g. over the size cap): sends a JSON-RPC error with id null. */
+void mcp_session_reject(mcp_session *s, int code, const char *message);
+
+/* Cancels every running request (their cancel callbacks run, no responses)
+ * and frees the session. The transport must not call send-side functions
+ * afterwards. Safe to call while requests are in flight. */
+void mcp_session_close(mcp_session *s);
+
+/* Number of requests in flight. */
+size_t mcp_session_inflight(const mcp_session *s);
+
+/* The negotiated protocol version ("" before initialize). */
+const char *mcp_session_protocol(const mcp_session *s);
+
+/* --- for tool implementations --------------------------------------- */
+
+struct mcp_server *mcp_req_server(const mcp_request *r);
+
+/* True when the request carried _meta.progressToken. */
+bool mcp_req_wants_progress(const mcp_request *r);
+
+/* Sends notifications/progress if the request has a progress token and
+ * `progress` is strictly greater than the last value sent (otherwise does
+ * nothing and returns false). total < 0 means "no total". message may be NULL. */
+bool mcp_req_progress(mcp_request *r, double progress, double total, const char *message);
+
+/* True when a notifications/message at `level` would be sent (the session's
+ * logging/setLevel threshold; default info). */
+bool mcp_req_log_enabled(const mcp_request *r, enum mcp_level level);
+
+/* Sends notifications/message {level, logger, data} if enabled. Steals
+ * `data` in every case. */
+void mcp_req_log(mcp_request *r, enum mcp_level level, const char *logger, json_t *data);
+
+/* Registers the function the session calls if the client cancels the
+ * request (notifications/cancelled) or the session closes. It must abort all
+ * of the call's work and free the tool's own state; it must not call
+ * mcp_req_finish. */
+void mcp_req_on_cancel(mcp_request *r, void (*cancel)(void *ud), void *ud);
+
+/* Sends the tools/call result and frees the request. Steals `result` (a
+ * CallToolResult object). */
+void mcp_req_finish(mcp_request *r, json_t *result);
+
+/* Sends a JSON-RPC error response and frees the request. */
+void mcp_req_finish_error(mcp_request *r, int code, const char *message);
+
+#endif

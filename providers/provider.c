@@ -1,0 +1,275 @@
+/* provider.c — shared pieces of the adapter interface: normalized status
+ * words, errors, secrets lookup and the one-shot operation machinery. */
+#include "providers/provider.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mcp/log.h"
+#include "providers/utf8.h"
+
+static const char *const status_names[] = {"queued", "building", "ready", "failed", "canceled"};
+
+const char *prov_status_name(prov_status st)
+{
+    if (st < PROV_ST_QUEUED || st > PROV_ST_CANCELED)
+        return "unknown";
+    return status_names[st];
+}
+
+prov_status prov_status_parse(const char *word)
+{
+    for (int i = 0; word && i <= PROV_ST_CANCELED; i++)
+        if (strcmp(word, status_names[i]) == 0)
+            return (prov_status)i;
+    return PROV_ST_UNKNOWN;
+}
+
+bool prov_status_terminal(prov_status st)
+{
+    return st == PROV_ST_READY || st == PROV_ST_FAILED || st == PROV_ST_CANCELED;
+}
+
+void prov_error_set(prov_error *e, const char *code, long http_status, bool retryable,
+                    const char *fmt, ...)
+{
+    snprintf(e->code, sizeof e->code, "%s", code ? code : "error");
+    e->http_status = http_status;
+    e->retryable = retryable;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+}
+
+const char *prov_secret(const char *env_name)
+{
+    if (!env_name || !*env_name)
+        return NULL;
+    const char *v = getenv(env_name);
+    return v && *v ? v : NULL;
+}
+
+/* ---- one-shot operations ------------------------------------------------ */
+
+struct prov_op {
+    prov_target *t;
+    prov_result_cb cb;
+    void *ud;
+    void *state;
+    void (*free_state)(void *);
+    http_req *req;
+    prov_op_step_fn step;
+    uv_timer_t *later;         /* pending asynchronous completion */
+    json_t *later_result;
+    prov_error later_err;
+    bool later_failed;
+};
+
+prov_op *prov_op_new(prov_target *t, prov_result_cb cb, void *ud, void *state,
+                     void (*free_state)(void *))
+{
+    prov_op *op = calloc(1, sizeof *op);
+    if (!op) {
+        if (free_state)
+            free_state(state);
+        return NULL;
+    }
+    op->t = t;
+    op->cb = cb;
+    op->ud = ud;
+    op->state = state;
+    op->free_state = free_state;
+    return op;
+}
+
+void *prov_op_state(prov_op *op) { return op->state; }
+prov_target *prov_op_target(prov_op *op) { return op->t; }
+
+static void on_timer_closed(uv_handle_t *h) { free(h); }
+
+static void op_free(prov_op *op)
+{
+    if (op->req)
+        http_cancel(op->req);
+    if (op->later) {
+        uv_close((uv_handle_t *)op->later, on_timer_closed);
+        op->later = NULL;
+    }
+    json_decref(op->later_result);
+    if (op->free_state)
+        op->free_state(op->state);
+    free(op);
+}
+
+void prov_op_cancel(prov_op *op)
+{
+    if (op)
+        op_free(op);
+}
+
+static void op_http_done(void *ud, const http_response *res)
+{
+    prov_op *op = ud;
+    op->req = NULL; /* the client frees it after this callback */
+    op->step(op, res);
+}
+
+int prov_op_http(prov_op *op, const http_opts *opts, prov_op_step_fn step)
+{
+    static const http_callbacks cbs = { NULL, NULL, op_http_done };
+    op->step = step;
+    op->req = http_start(op->t->http, opts, &cbs, op);
+    return op->req ? 0 : -1;
+}
+
+void prov_op_succeed(prov_op *op, json_t *result)
+{
+    prov_result_cb cb = op->cb;
+    void *ud = op->ud;
+    op_free(op);
+    cb(ud, result, NULL);
+}
+
+void prov_op_fail(prov_op *op, const prov_error *err)
+{
+    prov_error copy = *err; /* err may live in the op's state */
+    prov_result_cb cb = op->cb;
+    void *ud = op->ud;
+    op_free(op);
+    cb(ud, NULL, &copy);
+}
+
+static void on_later(uv_timer_t *timer)
+{
+    prov_op *op = timer->data;
+    uv_close((uv_handle_t *)timer, on_timer_closed);
+    op->later = NULL;
+    if (op->later_failed) {
+        prov_op_fail(op, &op->later_err);
+    } else {
+        json_t *r = op->later_result;
+        op->later_result = NULL;
+        prov_op_succeed(op, r);
+    }
+}
+
+static void schedule_later(prov_op *op)
+{
+    op->later = malloc(sizeof *op->later);
+    if (!op->later) {
+        /* Out of memory: the caller has no way to be told synchronously, so
+         * fail through the normal path on the next best occasion we have. */
+        log_error("provider: out of memory scheduling a completion");
+        abort();
+    }
+    uv_timer_init(op->t->loop, op->later);
+    op->later->data = op;
+    uv_timer_start(op->later, on_later, 0, 0);
+}
+
+void prov_op_succeed_later(prov_op *op, json_t *result)
+{
+    op->later_result = result;
+    op->later_failed = false;
+    schedule_later(op);
+}
+
+void prov_op_fail_later(prov_op *op, const prov_error *err)
+{
+    op->later_err = *err;
+    op->later_failed = true;
+    schedule_later(op);
+}
+
+/* ---- adapter helpers ---------------------------------------------------- */
+
+json_t *prov_deployment(const prov_target *t, const char *id, const char *environment,
+                        prov_status status, const char *provider_status, const char *url,
+                        const char *created_at)
+{
+    json_t *d = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "id", id ? id : "",
+                          "target", t->cfg->name, "provider", t->ops->name,
+                          "environment", environment ? environment : "preview",
+                          "status", prov_status_name(status == PROV_ST_UNKNOWN ? PROV_ST_QUEUED
+                                                                               : status),
+                          "providerStatus", provider_status ? provider_status : "unknown");
+    if (d && url && *url)
+        json_object_set_new(d, "url", json_string(url));
+    if (d && created_at && *created_at)
+        json_object_set_new(d, "createdAt", json_string(created_at));
+    return d;
+}
+
+int prov_escape(char *out, size_t n, const char *seg)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)seg; *p; p++) {
+        bool plain = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+                     (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.' ||
+                     *p == '~';
+        if (o + (plain ? 1 : 3) >= n)
+            return -1;
+        if (plain) {
+            out[o++] = (char)*p;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[*p >> 4];
+            out[o++] = hex[*p & 15];
+        }
+    }
+    if (o >= n)
+        return -1;
+    out[o] = '\0';
+    return 0;
+}
+
+json_t *prov_json_parse(const char *body, size_t len)
+{
+    if (!body)
+        return NULL;
+    if (utf8_valid(body, len))
+        return json_loadb(body, len, JSON_ALLOW_NUL, NULL);
+    size_t fixed_len = 0;
+    char *fixed = utf8_repair(body, len, &fixed_len);
+    json_t *j = fixed ? json_loadb(fixed, fixed_len, JSON_ALLOW_NUL, NULL) : NULL;
+    free(fixed);
+    return j;
+}
+
+void prov_network_error(prov_error *e, const prov_target *t, const http_response *res)
+{
+    prov_error_set(e, "network_error", 0, true,
+                   "could not reach %s%s%s; check the target's baseUrl and the network, "
+                   "then retry", t->ops->display_name, res->error && *res->error ? ": " : "",
+                   res->error ? res->error : "");
+}
+
+void prov_uuid4(char out[PROV_UUID_LEN + 1])
+{
+    unsigned char r[16];
+    if (uv_random(NULL, NULL, r, sizeof r, 0, NULL) != 0) {
+        /* getrandom failing is exotic; fall back to a weaker mix rather
+         * than aborting a publish request. */
+        uint64_t x = (uint64_t)uv_hrtime() ^ (uint64_t)(uintptr_t)out;
+        for (size_t i = 0; i < sizeof r; i++) {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            r[i] = (unsigned char)x;
+        }
+    }
+    r[6] = (unsigned char)((r[6] & 0x0f) | 0x40);
+    r[8] = (unsigned char)((r[8] & 0x3f) | 0x80);
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (size_t i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[o++] = '-';
+        out[o++] = hex[r[i] >> 4];
+        out[o++] = hex[r[i] & 15];
+    }
+    out[o] = '\0';
+}

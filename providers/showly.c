@@ -1,0 +1,621 @@
+/* showly.c — the Showly adapter (PROVIDERS.md, "Showly").
+ *
+ * Showly builds from git (branch / commitSha), de-duplicates creates by
+ * Idempotency-Key itself, issues its own production approval requests (a
+ * token client can never complete a production publish), and streams one
+ * SSE event per state transition and log batch, closing at a terminal
+ * status. Whether it sends ids is undocumented: we use them when present
+ * (Last-Event-ID) and skip replayed events by position otherwise. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mcp/log.h"
+#include "providers/provider.h"
+#include "providers/utf8.h"
+
+#define SHOWLY_DEFAULT_BASE "https://api.showly.ai"
+#define SHOWLY_DEFAULT_TOKEN_ENV "SHOWLY_TOKEN"
+#define SHOWLY_TIMEOUT_MS 30000
+#define SHOWLY_RETRIES 3
+#define SHOWLY_MAX_LINES_PER_EVENT 100000
+
+typedef struct showly_cfg {
+    const char *base;          /* no trailing slash */
+    const char *site_id;
+    const char *token_env;
+    const char *approval_tpl;  /* approvalUrlTemplate or NULL */
+    const char *ca_file;
+} showly_cfg;
+
+static showly_cfg *cfg_of(const prov_target *t) { return t->priv; }
+
+/* ---- configuration ------------------------------------------------------ */
+
+static int showly_configure(prov_target *t, char *err, size_t errlen)
+{
+    showly_cfg *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    c->base = cfg_str(t->cfg, "baseUrl", SHOWLY_DEFAULT_BASE);
+    c->site_id = cfg_str(t->cfg, "siteId", NULL);
+    c->token_env = cfg_str(t->cfg, "tokenEnv", SHOWLY_DEFAULT_TOKEN_ENV);
+    c->approval_tpl = cfg_str(t->cfg, "approvalUrlTemplate", NULL);
+    c->ca_file = cfg_str(t->cfg, "caFile", NULL);
+    t->priv = c;
+    if (!c->site_id || !*c->site_id) {
+        snprintf(err, errlen, "field \"siteId\": required for provider showly (a string such "
+                              "as \"site_01HZX\")");
+        return -1;
+    }
+    if (c->approval_tpl && !strstr(c->approval_tpl, "{requestId}")) {
+        snprintf(err, errlen, "field \"approvalUrlTemplate\": must contain {requestId}");
+        return -1;
+    }
+    return 0;
+}
+
+static void showly_unconfigure(prov_target *t)
+{
+    free(t->priv);
+    t->priv = NULL;
+}
+
+static bool showly_credentials_ok(const prov_target *t, char *problem, size_t n)
+{
+    if (prov_secret(cfg_of(t)->token_env))
+        return true;
+    snprintf(problem, n, "environment variable %s is not set: export your Showly API token "
+                         "in it (tokens look like sk_live_...)", cfg_of(t)->token_env);
+    return false;
+}
+
+static const char *showly_unsupported_hint(const char *tool)
+{
+    (void)tool;
+    return "Showly supports every deploy-mcp tool";
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+typedef struct showly_headers {
+    char auth[PROV_HEADER_MAX];
+    char idem[PROV_HEADER_MAX];
+    const char *list[6];
+} showly_headers;
+
+static int build_headers(const prov_target *t, showly_headers *h, const char *idem_key,
+                         bool json_body, prov_error *err)
+{
+    const char *token = prov_secret(cfg_of(t)->token_env);
+    if (!token) {
+        prov_error_set(err, "missing_credentials", 0, false,
+                       "environment variable %s is not set: export your Showly API token in it",
+                       cfg_of(t)->token_env);
+        return -1;
+    }
+    if ((size_t)snprintf(h->auth, sizeof h->auth, "Authorization: Bearer %s", token) >=
+        sizeof h->auth) {
+        prov_error_set(err, "invalid_credentials", 0, false, "the Showly token in %s is too long",
+                       cfg_of(t)->token_env);
+        return -1;
+    }
+    int n = 0;
+    h->list[n++] = h->auth;
+    h->list[n++] = "Accept: application/json";
+    if (json_body)
+        h->list[n++] = "Content-Type: application/json";
+    if (idem_key) {
+        snprintf(h->idem, sizeof h->idem, "Idempotency-Key: %s", idem_key);
+        h->list[n++] = h->idem;
+    }
+    h->list[n] = NULL;
+    return 0;
+}
+
+/* Maps a Showly error answer (or a transport failure) to a prov_error. */
+static void map_error(const prov_target *t, const http_response *res, prov_error *e)
+{
+    if (res->status == 0) {
+        prov_network_error(e, t, res);
+        return;
+    }
+    json_t *j = prov_json_parse(res->body, res->body_len);
+    json_t *err = json_object_get(j, "error");
+    const char *code = json_string_value(json_object_get(err, "code"));
+    const char *msg = json_string_value(json_object_get(err, "message"));
+    if (!code)
+        code = res->status == 401 ? "unauthorized"
+             : res->status == 404 ? "not_found"
+             : res->status == 429 ? "rate_limited"
+             : res->status >= 500 ? "upstream_error" : "http_error";
+    char detail[512];
+    snprintf(detail, sizeof detail, "%s", msg ? msg : "no details given");
+    bool retry_after = http_header(res->req, "Retry-After") != NULL;
+    if (strcmp(code, "build_quota_exceeded") == 0) {
+        prov_error_set(e, code, res->status, false,
+                       "Showly refused the build: the site's build quota is exhausted (%s). "
+                       "Waiting will not clear it: raise the plan's quota or free capacity in "
+                       "the Showly dashboard, then try again.", detail);
+    } else if (res->status == 401) {
+        prov_error_set(e, code, res->status, false,
+                       "Showly rejected the API token (%s): check the token in %s", detail,
+                       cfg_of(t)->token_env);
+    } else if (strcmp(code, "deployment_not_found") == 0 || res->status == 404) {
+        prov_error_set(e, code, res->status, false,
+                       "Showly has no such deployment or site (%s): check the id with "
+                       "list_deployments", detail);
+    } else if (strcmp(code, "idempotency_conflict") == 0) {
+        prov_error_set(e, code, res->status, false,
+                       "this idempotencyKey was already used with different arguments (%s): "
+                       "use a new key, or repeat the original arguments", detail);
+    } else {
+        bool retryable = res->status >= 500 || res->status == 408 ||
+                         (res->status == 429 && retry_after);
+        prov_error_set(e, code, res->status, retryable, "Showly answered HTTP %ld %s: %s",
+                       res->status, code, detail);
+    }
+    json_decref(j);
+}
+
+static void showly_map_http_error(prov_target *t, const http_response *res, prov_error *e)
+{
+    map_error(t, res, e);
+}
+
+static json_t *ok_data(const http_response *res, json_t **root)
+{
+    *root = prov_json_parse(res->body, res->body_len);
+    if (!json_is_true(json_object_get(*root, "ok")))
+        return NULL;
+    return json_object_get(*root, "data");
+}
+
+static json_t *to_deployment(const prov_target *t, json_t *d)
+{
+    const char *word = json_string_value(json_object_get(d, "status"));
+    json_t *dep = prov_deployment(t, json_string_value(json_object_get(d, "id")),
+                                  json_string_value(json_object_get(d, "environment")),
+                                  prov_status_parse(word), word,
+                                  json_string_value(json_object_get(d, "previewUrl")),
+                                  json_string_value(json_object_get(d, "createdAt")));
+    json_t *err = json_object_get(d, "error");
+    if (dep && json_is_object(err)) {
+        const char *code = json_string_value(json_object_get(err, "code"));
+        const char *msg = json_string_value(json_object_get(err, "message"));
+        json_object_set_new(dep, "error", json_pack("{s:s, s:s}", "code", code ? code : "error",
+                                                    "message", msg ? msg : ""));
+    }
+    return dep;
+}
+
+/* Completes an op whose answer is one Deployment. */
+static void step_deployment(prov_op *op, const http_response *res)
+{
+    prov_target *t = prov_op_target(op);
+    prov_error e;
+    if (res->status < 200 || res->status >= 300) {
+        map_error(t, res, &e);
+        prov_op_fail(op, &e);
+        return;
+    }
+    json_t *root;
+    json_t *d = ok_data(res, &root);
+    json_t *dep = json_is_object(d) ? to_deployment(t, d) : NULL;
+    json_decref(root);
+    if (!dep) {
+        prov_error_set(&e, "bad_response", res->status, true,
+                       "Showly answered with a body that is not a deployment");
+        prov_op_fail(op, &e);
+        return;
+    }
+    prov_op_succeed(op, dep);
+}
+
+static prov_op *start(prov_target *t, const char *method, const char *url, const char *body,
+                      const char *idem, prov_op_step_fn step, prov_result_cb cb, void *ud,
+                      prov_error *err)
+{
+    showly_headers h;
+    if (build_headers(t, &h, idem, body != NULL, err) != 0)
+        return NULL;
+    prov_op *op = prov_op_new(t, cb, ud, NULL, NULL);
+    http_opts o = {
+        .method = method, .url = url, .headers = h.list, .body = body,
+        .body_len = body ? strlen(body) : 0, .timeout_ms = SHOWLY_TIMEOUT_MS,
+        /* GETs are idempotent; POSTs carry an Idempotency-Key, so retrying
+         * them with the same key is safe too. */
+        .idempotent = true, .max_retries = SHOWLY_RETRIES, .ca_file = cfg_of(t)->ca_file,
+    };
+    if (!op || prov_op_http(op, &o, step) != 0) {
+        prov_op_cancel(op);
+        prov_error_set(err, "internal_error", 0, true, "could not start the request to Showly");
+        return NULL;
+    }
+    return op;
+}
+
+static int site_url(const prov_target *t, char *url, size_t n, const char *suffix,
+                    prov_error *err)
+{
+    char site[512];
+    if (prov_escape(site, sizeof site, cfg_of(t)->site_id) != 0 ||
+        (size_t)snprintf(url, n, "%s/sites/%s%s", cfg_of(t)->base, site, suffix) >= n) {
+        prov_error_set(err, "invalid_config", 0, false, "the Showly siteId is too long");
+        return -1;
+    }
+    return 0;
+}
+
+static int deployment_url(const prov_target *t, char *url, size_t n, const char *id,
+                          const char *suffix, prov_error *err)
+{
+    char esc[512];
+    if (!id || !*id || prov_escape(esc, sizeof esc, id) != 0 ||
+        (size_t)snprintf(url, n, "%s/deployments/%s%s", cfg_of(t)->base, esc, suffix) >= n) {
+        prov_error_set(err, "invalid_arguments", 0, false,
+                       "deploymentId must be a non-empty Showly deployment id (dep_...)");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- operations --------------------------------------------------------- */
+
+static prov_op *showly_create_preview(prov_target *t, const prov_create_args *a,
+                                      prov_result_cb cb, void *ud, prov_error *err)
+{
+    if (a->artifact) {
+        prov_error_set(err, "unsupported_argument", 0, false,
+                       "Showly builds from git and does not take an artifact: pass branch "
+                       "and/or commitSha instead");
+        return NULL;
+    }
+    char url[PROV_URL_MAX];
+    if (site_url(t, url, sizeof url, "/deploy", err) != 0)
+        return NULL;
+    json_t *body = json_pack("{s:s}", "environment", "preview");
+    if (a->commit_sha)
+        json_object_set_new(body, "commitSha", json_string(a->commit_sha));
+    if (a->branch)
+        json_object_set_new(body, "branch", json_string(a->branch));
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    prov_op *op = text ? start(t, "POST", url, text, a->idempotency_key, step_deployment, cb, ud,
+                               err)
+                       : NULL;
+    if (!text)
+        prov_error_set(err, "internal_error", 0, true, "out of memory");
+    free(text);
+    return op;
+}
+
+typedef struct publish_state {
+    char *source_id;
+} publish_state;
+
+static void publish_state_free(void *p)
+{
+    publish_state *st = p;
+    if (st)
+        free(st->source_id);
+    free(st);
+}
+
+/* Finds requestId / webApprovalUrl in an object, or in its "details". */
+static void find_request(json_t *obj, const char **rid, const char **url)
+{
+    for (int depth = 0; json_is_object(obj) && depth < 2; depth++) {
+        if (!*rid)
+            *rid = json_string_value(json_object_get(obj, "requestId"));
+        if (!*rid)
+            *rid = json_string_value(json_object_get(obj, "approvalRequestId"));
+        if (!*url)
+            *url = json_string_value(json_object_get(obj, "webApprovalUrl"));
+        if (!*url)
+            *url = json_string_value(json_object_get(obj, "approvalUrl"));
+        obj = json_object_get(obj, "details");
+    }
+}
+
+static void step_publish(prov_op *op, const http_response *res)
+{
+    prov_target *t = prov_op_target(op);
+    publish_state *st = prov_op_state(op);
+    prov_error e;
+    json_t *root = prov_json_parse(res->body, res->body_len);
+    const char *rid = NULL, *url = NULL;
+    if (res->status >= 200 && res->status < 300)
+        find_request(json_object_get(root, "data"), &rid, &url);
+    else if (res->status == 428)
+        find_request(json_object_get(root, "error"), &rid, &url);
+    if (!rid && !url) {
+        if (res->status >= 200 && res->status < 300)
+            prov_error_set(&e, "bad_response", res->status, false,
+                           "Showly accepted the publish request but returned no approval "
+                           "request; open the Showly dashboard to approve it");
+        else
+            map_error(t, res, &e);
+        json_decref(root);
+        prov_op_fail(op, &e);
+        return;
+    }
+    char built[PROV_URL_MAX];
+    if (!url && cfg_of(t)->approval_tpl) {
+        /* The response carried only the id: build the deep link. */
+        const char *tpl = cfg_of(t)->approval_tpl, *at = strstr(tpl, "{requestId}");
+        snprintf(built, sizeof built, "%.*s%s%s", (int)(at - tpl), tpl, rid, at + 11);
+        url = built;
+    }
+    if (!url) {
+        json_decref(root);
+        prov_error_set(&e, "approval_url_unknown", res->status, false,
+                       "Showly created approval request %s but returned no URL for it: set "
+                       "approvalUrlTemplate (e.g. \"https://app.showly.ai/approvals/{requestId}\") "
+                       "on the target, or approve it in the Showly dashboard", rid);
+        prov_op_fail(op, &e);
+        return;
+    }
+    json_t *req = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "id", rid ? rid : "",
+                            "status", "pending_approval", "webApprovalUrl", url,
+                            "sourceDeploymentId", st->source_id, "target", t->cfg->name,
+                            "provider", t->ops->name);
+    json_decref(root);
+    prov_op_succeed(op, json_pack("{s:o}", "request", req));
+}
+
+static prov_op *showly_request_publish(prov_target *t, const char *source_id, const char *notes,
+                                       prov_result_cb cb, void *ud, prov_error *err)
+{
+    char url[PROV_URL_MAX];
+    if (site_url(t, url, sizeof url, "/deploy", err) != 0)
+        return NULL;
+    json_t *body = json_pack("{s:s, s:s}", "environment", "production",
+                             "sourceDeploymentId", source_id);
+    if (notes)
+        json_object_set_new(body, "notes", json_string(notes));
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    /* One key per publish request; internal retries reuse it. */
+    char uuid[PROV_UUID_LEN + 1];
+    prov_uuid4(uuid);
+    publish_state *st = calloc(1, sizeof *st);
+    if (!text || !st || !(st->source_id = strdup(source_id))) {
+        free(text);
+        publish_state_free(st);
+        prov_error_set(err, "internal_error", 0, true, "out of memory");
+        return NULL;
+    }
+    showly_headers h;
+    if (build_headers(t, &h, uuid, true, err) != 0) {
+        free(text);
+        publish_state_free(st);
+        return NULL;
+    }
+    prov_op *op = prov_op_new(t, cb, ud, st, publish_state_free);
+    http_opts o = {
+        .method = "POST", .url = url, .headers = h.list, .body = text, .body_len = strlen(text),
+        .timeout_ms = SHOWLY_TIMEOUT_MS, .idempotent = true, .max_retries = SHOWLY_RETRIES,
+        .ca_file = cfg_of(t)->ca_file,
+    };
+    free(text);
+    if (!op || prov_op_http(op, &o, step_publish) != 0) {
+        prov_op_cancel(op);
+        prov_error_set(err, "internal_error", 0, true, "could not start the request to Showly");
+        return NULL;
+    }
+    return op;
+}
+
+static prov_op *showly_get_deployment(prov_target *t, const char *id, prov_result_cb cb,
+                                      void *ud, prov_error *err)
+{
+    char url[PROV_URL_MAX];
+    if (deployment_url(t, url, sizeof url, id, "", err) != 0)
+        return NULL;
+    return start(t, "GET", url, NULL, NULL, step_deployment, cb, ud, err);
+}
+
+static void step_list(prov_op *op, const http_response *res)
+{
+    prov_target *t = prov_op_target(op);
+    prov_error e;
+    if (res->status < 200 || res->status >= 300) {
+        map_error(t, res, &e);
+        prov_op_fail(op, &e);
+        return;
+    }
+    json_t *root;
+    json_t *d = ok_data(res, &root);
+    json_t *items = json_object_get(d, "items");
+    if (!json_is_array(items)) {
+        json_decref(root);
+        prov_error_set(&e, "bad_response", res->status, true,
+                       "Showly answered the list with a body that has no items");
+        prov_op_fail(op, &e);
+        return;
+    }
+    json_t *out = json_array();
+    size_t i;
+    json_t *it;
+    json_array_foreach(items, i, it)
+        if (json_is_object(it))
+            json_array_append_new(out, to_deployment(t, it));
+    json_t *result = json_pack("{s:o}", "deployments", out);
+    json_t *page = json_object_get(d, "pageInfo");
+    const char *next = json_string_value(json_object_get(page, "nextCursor"));
+    if (next && *next && !json_is_false(json_object_get(page, "hasMore")))
+        json_object_set_new(result, "nextCursor", json_string(next));
+    json_decref(root);
+    prov_op_succeed(op, result);
+}
+
+/* Appends "&name=value" (value percent-encoded) to url. */
+static int add_query(char *url, size_t n, const char *name, const char *value)
+{
+    if (!value || !*value)
+        return 0;
+    char esc[1024];
+    size_t len = strlen(url);
+    if (prov_escape(esc, sizeof esc, value) != 0 ||
+        (size_t)snprintf(url + len, n - len, "%c%s=%s", strchr(url, '?') ? '&' : '?', name,
+                         esc) >= n - len)
+        return -1;
+    return 0;
+}
+
+static prov_op *showly_list_deployments(prov_target *t, const prov_list_args *a,
+                                        prov_result_cb cb, void *ud, prov_error *err)
+{
+    char url[PROV_URL_MAX], limit[16];
+    snprintf(url, sizeof url, "%s/deployments", cfg_of(t)->base);
+    snprintf(limit, sizeof limit, "%d", a->limit > 0 ? a->limit : 20);
+    if (add_query(url, sizeof url, "siteId", cfg_of(t)->site_id) != 0 ||
+        add_query(url, sizeof url, "environment", a->environment) != 0 ||
+        add_query(url, sizeof url, "status", a->status) != 0 ||
+        add_query(url, sizeof url, "limit", limit) != 0 ||
+        add_query(url, sizeof url, "cursor", a->cursor) != 0) {
+        prov_error_set(err, "invalid_arguments", 0, false, "the list cursor is too long");
+        return NULL;
+    }
+    return start(t, "GET", url, NULL, NULL, step_list, cb, ud, err);
+}
+
+/* ---- streams ------------------------------------------------------------ */
+
+static int showly_stream_spec(prov_target *t, enum prov_stream_kind kind, const char *id,
+                              prov_stream_spec *spec, prov_error *err)
+{
+    (void)kind; /* build logs travel on the events stream */
+    memset(spec, 0, sizeof *spec);
+    if (deployment_url(t, spec->url, sizeof spec->url, id, "/events", err) != 0)
+        return -1;
+    showly_headers h;
+    if (build_headers(t, &h, NULL, false, err) != 0)
+        return -1;
+    snprintf(spec->headers[0], sizeof spec->headers[0], "%s", h.auth);
+    spec->nheaders = 1;
+    spec->resume = PROV_RESUME_LAST_EVENT_ID;
+    spec->reconnect = true;
+    spec->ca_file = cfg_of(t)->ca_file;
+    return 0;
+}
+
+static void emit_status(const prov_target *t, json_t *d, prov_emit_fn emit, void *sink,
+                        bool *terminal)
+{
+    (void)t;
+    const char *word = json_string_value(json_object_get(d, "status"));
+    prov_status st = prov_status_parse(word);
+    prov_error failure = {0};
+    prov_event ev = {.kind = PROV_EV_STATUS, .status = st, .provider_status = word,
+                     .url = json_string_value(json_object_get(d, "previewUrl")),
+                     .progress = -1, .total = -1};
+    json_t *err = json_object_get(d, "error");
+    if (json_is_object(err)) {
+        const char *code = json_string_value(json_object_get(err, "code"));
+        const char *msg = json_string_value(json_object_get(err, "message"));
+        prov_error_set(&failure, code ? code : "build_failed", 0, false, "%s",
+                       msg ? msg : "the build failed");
+        ev.error = &failure;
+    } else if (st == PROV_ST_FAILED) {
+        prov_error_set(&failure, "build_failed", 0, false, "the Showly build failed");
+        ev.error = &failure;
+    }
+    *terminal = prov_status_terminal(st);
+    emit(sink, &ev);
+}
+
+static int emit_logs(json_t *d, prov_emit_fn emit, void *sink)
+{
+    json_t *lines = json_object_get(d, "lines");
+    const char *source = json_string_value(json_object_get(d, "stream"));
+    const char *level = json_string_value(json_object_get(d, "level"));
+    size_t n = json_array_size(lines);
+    if (n == 0)
+        return PROV_PARSE_IGNORED;
+    if (n > SHOWLY_MAX_LINES_PER_EVENT)
+        n = SHOWLY_MAX_LINES_PER_EVENT;
+    prov_log_line *out = calloc(n, sizeof *out);
+    if (!out)
+        return PROV_PARSE_IGNORED;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *l = json_array_get(lines, i);
+        /* Lines are strings; tolerate {text, level, ts} objects too. */
+        json_t *text = json_is_object(l) ? json_object_get(l, "text") : l;
+        if (!json_is_string(text))
+            continue;
+        out[k].text = json_string_value(text);
+        out[k].len = json_string_length(text);
+        out[k].level = level ? level : "info";
+        if (json_is_object(l)) {
+            const char *lv = json_string_value(json_object_get(l, "level"));
+            if (lv)
+                out[k].level = lv;
+            out[k].ts = json_string_value(json_object_get(l, "ts"));
+        }
+        out[k].source = source;
+        k++;
+    }
+    if (k > 0) {
+        prov_event ev = {.kind = PROV_EV_LOG, .status = PROV_ST_UNKNOWN, .progress = -1,
+                         .total = -1, .lines = out, .nlines = k};
+        emit(sink, &ev);
+    }
+    free(out);
+    return k > 0 ? PROV_PARSE_CONTINUE : PROV_PARSE_IGNORED;
+}
+
+static int showly_stream_parse(prov_target *t, void *state, enum prov_stream_kind kind,
+                               const sse_event *ev, prov_emit_fn emit, void *sink,
+                               prov_error *err)
+{
+    (void)state;
+    (void)kind;
+    (void)err;
+    bool is_status = strcmp(ev->type, "status") == 0;
+    bool is_log = strcmp(ev->type, "log") == 0;
+    if (!is_status && !is_log)
+        return PROV_PARSE_IGNORED; /* unknown event types are not ours to relay */
+    json_t *d = prov_json_parse(ev->data, ev->data_len);
+    if (!json_is_object(d)) {
+        log_warn("showly: skipped a %s event whose data is not a JSON object", ev->type);
+        json_decref(d);
+        return PROV_PARSE_IGNORED;
+    }
+    int r = PROV_PARSE_CONTINUE;
+    if (is_status) {
+        bool terminal = false;
+        emit_status(t, d, emit, sink, &terminal);
+        if (terminal)
+            r = PROV_PARSE_END;
+    } else {
+        r = emit_logs(d, emit, sink);
+    }
+    json_decref(d);
+    return r;
+}
+
+const struct provider prov_showly = {
+    .name = "showly",
+    .display_name = "Showly",
+    .caps = PROV_CAP_CREATE_PREVIEW | PROV_CAP_REQUEST_PUBLISH | PROV_CAP_STREAM_EVENTS |
+            PROV_CAP_TAIL_LOGS | PROV_CAP_GET | PROV_CAP_LIST,
+    .logs_need_deployment = true,
+    .local_records_only = false,
+    .native_idempotency = true,
+    .configure = showly_configure,
+    .unconfigure = showly_unconfigure,
+    .credentials_ok = showly_credentials_ok,
+    .unsupported_hint = showly_unsupported_hint,
+    .create_preview = showly_create_preview,
+    .request_publish = showly_request_publish,
+    .get_deployment = showly_get_deployment,
+    .list_deployments = showly_list_deployments,
+    .stream_spec = showly_stream_spec,
+    .stream_parse = showly_stream_parse,
+    .map_http_error = showly_map_http_error,
+};

@@ -1,0 +1,443 @@
+/* stdio.c — newline-delimited JSON-RPC over stdin/stdout on the libuv loop. */
+#include "transport/stdio.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mcp/log.h"
+#include "mcp/server.h"
+#include "mcp/session.h"
+
+#define STDIO_READ_CHUNK (64u << 10)
+
+typedef union stdio_stream {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_pipe_t pipe;
+    uv_tty_t tty;
+} stdio_stream;
+
+struct stdio_transport {
+    mcp_server *srv;
+    mcp_session *session;
+    void (*on_eof)(void *ud);
+    void *ud;
+
+    /* input */
+    bool in_is_file;
+    stdio_stream in;
+    bool in_open;
+    uv_fs_t in_req;
+    bool in_req_busy;
+    char *fbuf;                 /* read buffer for file input */
+    char *line;                 /* partial line carried across reads */
+    size_t line_len, line_cap;
+    bool discarding;            /* skipping the rest of an oversized line */
+    bool eof_reported;
+
+    /* output */
+    bool out_is_file;
+    stdio_stream out;
+    bool out_open;
+    uv_fs_t out_req;
+    uv_write_t wreq;
+    uv_shutdown_t sreq;
+    uv_buf_t wbuf;              /* buffer being written */
+    bool writing;
+    char *q;                    /* queued bytes not yet handed to a write */
+    size_t q_len, q_cap;
+    size_t inflight_bytes;
+    bool out_dead;
+    bool warned_high_water;
+    uv_idle_t flush_idle;
+    bool flush_scheduled;
+
+    bool stopping;
+    int open_handles;           /* closes outstanding before free */
+};
+
+static void maybe_free(stdio_transport *t)
+{
+    if (!t->stopping || t->open_handles > 0 || t->in_req_busy || t->writing)
+        return;
+    free(t->fbuf);
+    free(t->line);
+    free(t->q);
+    free(t->wbuf.base);
+    free(t);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    stdio_transport *t = h->data;
+    t->open_handles--;
+    maybe_free(t);
+}
+
+static void close_handle(stdio_transport *t, uv_handle_t *h)
+{
+    if (uv_is_closing(h))
+        return;
+    h->data = t;
+    t->open_handles++;
+    uv_close(h, on_handle_closed);
+}
+
+/* ---- output ------------------------------------------------------------- */
+
+static void flush(stdio_transport *t);
+static void finish_output(stdio_transport *t);
+
+static void after_write(stdio_transport *t, int status)
+{
+    t->writing = false;
+    t->inflight_bytes = 0;
+    free(t->wbuf.base);
+    t->wbuf.base = NULL;
+    if (status < 0 && !t->out_dead) {
+        log_warn("stdio: writing to stdout failed: %s", uv_strerror(status));
+        t->out_dead = true;
+    }
+    if (t->q_len > 0 && !t->out_dead)
+        flush(t);
+    else if (t->stopping)
+        finish_output(t);
+    maybe_free(t);
+}
+
+static void on_stream_written(uv_write_t *req, int status)
+{
+    after_write(req->data, status);
+}
+
+static void on_file_written(uv_fs_t *req)
+{
+    stdio_transport *t = req->data;
+    ssize_t r = req->result;
+    uv_fs_req_cleanup(req);
+    if (r >= 0 && (size_t)r < t->wbuf.len) {
+        /* Short write to a file: write the rest. */
+        memmove(t->wbuf.base, t->wbuf.base + r, t->wbuf.len - (size_t)r);
+        t->wbuf.len -= (size_t)r;
+        req->data = t;
+        if (uv_fs_write(t->srv->loop, &t->out_req, STDOUT_FILENO, &t->wbuf, 1, -1,
+                        on_file_written) == 0)
+            return;
+        r = -1;
+    }
+    after_write(t, r < 0 ? (int)r : 0);
+}
+
+/* Hands everything queued to one write (one syscall per loop turn). */
+static void flush(stdio_transport *t)
+{
+    if (t->writing || t->q_len == 0 || !t->out_open)
+        return;
+    if (t->out_dead) {
+        t->q_len = 0;
+        return;
+    }
+    t->wbuf = uv_buf_init(t->q, (unsigned)t->q_len);
+    t->inflight_bytes = t->q_len;
+    t->q = NULL;
+    t->q_len = t->q_cap = 0;
+    t->writing = true;
+    int rc;
+    if (t->out_is_file) {
+        t->out_req.data = t;
+        rc = uv_fs_write(t->srv->loop, &t->out_req, STDOUT_FILENO, &t->wbuf, 1, -1,
+                         on_file_written);
+    } else {
+        t->wreq.data = t;
+        rc = uv_write(&t->wreq, &t->out.stream, &t->wbuf, 1, on_stream_written);
+    }
+    if (rc < 0) {
+        t->writing = false;
+        after_write(t, rc);
+    }
+}
+
+static void on_flush_idle(uv_idle_t *h)
+{
+    stdio_transport *t = h->data;
+    uv_idle_stop(h);
+    t->flush_scheduled = false;
+    flush(t);
+}
+
+static int stdio_send(void *io, const char *msg, size_t len)
+{
+    stdio_transport *t = io;
+    if (t->out_dead || !t->out_open)
+        return -1;
+    size_t need = t->q_len + len + 1;
+    if (need > t->q_cap) {
+        size_t cap = t->q_cap ? t->q_cap : 4096;
+        while (cap < need)
+            cap *= 2;
+        char *nq = realloc(t->q, cap);
+        if (!nq)
+            return -1;
+        t->q = nq;
+        t->q_cap = cap;
+    }
+    memcpy(t->q + t->q_len, msg, len);
+    t->q[t->q_len + len] = '\n';
+    t->q_len += len + 1;
+    size_t pending = t->q_len + t->inflight_bytes;
+    if (pending > STDIO_OUT_HIGH_WATER && !t->warned_high_water) {
+        t->warned_high_water = true;
+        log_warn("stdio: %zu bytes waiting for the client to read stdout", pending);
+    } else if (pending < STDIO_OUT_HIGH_WATER / 2) {
+        t->warned_high_water = false;
+    }
+    if (!t->flush_scheduled) {
+        /* An active idle handle makes the loop poll without blocking, so the
+         * flush runs in this same loop iteration. */
+        t->flush_scheduled = true;
+        uv_idle_start(&t->flush_idle, on_flush_idle);
+    }
+    return 0;
+}
+
+static const mcp_transport stdio_tp = { "stdio", stdio_send };
+
+size_t stdio_pending(const stdio_transport *t) { return t->q_len + t->inflight_bytes; }
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    stdio_transport *t = req->data;
+    (void)status;
+    close_handle(t, &t->out.handle);
+}
+
+/* Called when stopping and nothing more is in flight: close stdout. */
+static void finish_output(stdio_transport *t)
+{
+    if (!t->out_open)
+        return;
+    t->out_open = false;
+    if (t->out_is_file)
+        return;
+    t->sreq.data = t;
+    if (t->out_dead || uv_shutdown(&t->sreq, &t->out.stream, on_shutdown) != 0)
+        close_handle(t, &t->out.handle);
+}
+
+/* ---- input -------------------------------------------------------------- */
+
+static void report_eof(stdio_transport *t)
+{
+    if (t->eof_reported)
+        return;
+    t->eof_reported = true;
+    if (t->on_eof)
+        t->on_eof(t->ud);
+}
+
+static void handle_line(stdio_transport *t, const char *p, size_t n)
+{
+    if (n > 0 && p[n - 1] == '\r')
+        n--;
+    /* Blank lines carry no message; skip them quietly. */
+    size_t i = 0;
+    while (i < n && (p[i] == ' ' || p[i] == '\t'))
+        i++;
+    if (i == n)
+        return;
+    mcp_session_handle(t->session, p, n);
+}
+
+static void consume(stdio_transport *t, const char *buf, size_t len)
+{
+    while (len > 0 && !t->stopping) {
+        const char *nl = memchr(buf, '\n', len);
+        size_t take = nl ? (size_t)(nl - buf) : len;
+        if (t->discarding) {
+            if (nl) {
+                t->discarding = false;
+                mcp_session_reject(t->session, RPC_INVALID_REQUEST,
+                                   "message too large: a line may hold at most 4 MiB");
+            }
+        } else if (t->line_len + take > MCP_MAX_MESSAGE_BYTES) {
+            t->line_len = 0;
+            if (nl)
+                mcp_session_reject(t->session, RPC_INVALID_REQUEST,
+                                   "message too large: a line may hold at most 4 MiB");
+            else
+                t->discarding = true;
+        } else if (nl && t->line_len == 0) {
+            handle_line(t, buf, take); /* whole line in this chunk: no copy */
+        } else {
+            if (t->line_len + take > t->line_cap) {
+                size_t cap = t->line_cap ? t->line_cap : 4096;
+                while (cap < t->line_len + take)
+                    cap *= 2;
+                char *nb = realloc(t->line, cap);
+                if (!nb) {
+                    log_error("stdio: out of memory reading a message");
+                    t->line_len = 0;
+                    t->discarding = !nl;
+                    goto next;
+                }
+                t->line = nb;
+                t->line_cap = cap;
+            }
+            memcpy(t->line + t->line_len, buf, take);
+            t->line_len += take;
+            if (nl) {
+                size_t n = t->line_len;
+                t->line_len = 0;
+                handle_line(t, t->line, n);
+            }
+        }
+    next:
+        if (!nl)
+            break;
+        len -= take + 1;
+        buf = nl + 1;
+    }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h;
+    (void)suggested;
+    buf->base = malloc(STDIO_READ_CHUNK);
+    buf->len = buf->base ? STDIO_READ_CHUNK : 0;
+}
+
+static void on_stream_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    stdio_transport *t = st->data;
+    if (nread > 0)
+        consume(t, buf->base, (size_t)nread);
+    free(buf->base);
+    if (nread < 0) {
+        if (nread != UV_EOF)
+            log_warn("stdio: reading stdin failed: %s", uv_strerror((int)nread));
+        uv_read_stop(st);
+        report_eof(t);
+    }
+}
+
+static void start_file_read(stdio_transport *t);
+
+static void on_file_read(uv_fs_t *req)
+{
+    stdio_transport *t = req->data;
+    ssize_t r = req->result;
+    uv_fs_req_cleanup(req);
+    t->in_req_busy = false;
+    if (t->stopping) {
+        maybe_free(t);
+        return;
+    }
+    if (r > 0) {
+        consume(t, t->fbuf, (size_t)r);
+        start_file_read(t);
+        return;
+    }
+    if (r < 0)
+        log_warn("stdio: reading stdin failed: %s", uv_strerror((int)r));
+    report_eof(t);
+}
+
+static void start_file_read(stdio_transport *t)
+{
+    if (t->stopping)
+        return;
+    uv_buf_t b = uv_buf_init(t->fbuf, STDIO_READ_CHUNK);
+    t->in_req.data = t;
+    t->in_req_busy = true;
+    if (uv_fs_read(t->srv->loop, &t->in_req, STDIN_FILENO, &b, 1, -1, on_file_read) != 0) {
+        t->in_req_busy = false;
+        report_eof(t);
+    }
+}
+
+/* Opens fd as a uv stream (pipe, socket or tty). Returns 0, or -1 when the fd
+ * is a regular file (or anything else) to be used through uv_fs. */
+static int open_stream(uv_loop_t *loop, int fd, stdio_stream *st, bool readable)
+{
+    switch (uv_guess_handle(fd)) {
+    case UV_TTY:
+        return uv_tty_init(loop, &st->tty, fd, readable) == 0 ? 0 : -1;
+    case UV_NAMED_PIPE:
+    case UV_TCP:
+    case UV_UDP:
+        if (uv_pipe_init(loop, &st->pipe, 0) != 0)
+            return -1;
+        if (uv_pipe_open(&st->pipe, fd) != 0) {
+            uv_close(&st->handle, NULL);
+            return -2;
+        }
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+stdio_transport *stdio_start(mcp_server *srv, void (*on_eof)(void *ud), void *ud)
+{
+    stdio_transport *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->srv = srv;
+    t->on_eof = on_eof;
+    t->ud = ud;
+    uv_idle_init(srv->loop, &t->flush_idle);
+    t->flush_idle.data = t;
+
+    int rc = open_stream(srv->loop, STDOUT_FILENO, &t->out, false);
+    t->out_is_file = rc != 0;
+    t->out.handle.data = t;
+    t->out_open = true;
+
+    rc = open_stream(srv->loop, STDIN_FILENO, &t->in, true);
+    t->in_is_file = rc != 0;
+    t->session = mcp_session_new(srv, &stdio_tp, t);
+    if (!t->session) {
+        free(t);
+        return NULL;
+    }
+    if (t->in_is_file) {
+        t->fbuf = malloc(STDIO_READ_CHUNK);
+        if (!t->fbuf) {
+            mcp_session_close(t->session);
+            free(t);
+            return NULL;
+        }
+        start_file_read(t);
+    } else {
+        t->in.handle.data = t;
+        t->in_open = true;
+        uv_read_start(&t->in.stream, on_alloc, on_stream_read);
+    }
+    return t;
+}
+
+void stdio_stop(stdio_transport *t)
+{
+    if (t->stopping)
+        return;
+    /* Close the session first: cancelled requests send nothing, and any
+     * response already queued is flushed below before stdout closes. */
+    mcp_session_close(t->session);
+    t->session = NULL;
+    t->stopping = true;
+    if (t->in_open) {
+        uv_read_stop(&t->in.stream);
+        close_handle(t, &t->in.handle);
+        t->in_open = false;
+    } else if (t->in_req_busy) {
+        uv_cancel((uv_req_t *)&t->in_req);
+    }
+    close_handle(t, (uv_handle_t *)&t->flush_idle);
+    flush(t);
+    if (!t->writing)
+        finish_output(t);
+    maybe_free(t);
+}
