@@ -36,6 +36,15 @@ const tool_def *tool_find(const char *name);
 /* The tools/list entry for a tool (new reference). */
 json_t *tool_describe(const tool_def *t);
 
+/* The tool's inputSchema / outputSchema, parsed once and cached (borrowed;
+ * NULL only if the embedded JSON text is broken or memory ran out). */
+json_t *tool_input_schema(const tool_def *t);
+json_t *tool_output_schema(const tool_def *t);
+
+/* Frees the cached schemas and the create_preview idempotency tables. Call
+ * once at exit, after every session is closed (no tool call running). */
+void tool_registry_cleanup(void);
+
 /* Handles tools/call: validates, resolves the target, checks capability and
  * dispatches. Unknown tool → JSON-RPC -32602 via mcp_req_finish_error;
  * invalid arguments / unknown target / unsupported capability → isError

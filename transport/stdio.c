@@ -122,7 +122,8 @@ static void on_file_written(uv_fs_t *req)
         memmove(t->wbuf.base, t->wbuf.base + r, t->wbuf.len - (size_t)r);
         t->wbuf.len -= (size_t)r;
         req->data = t;
-        if (uv_fs_write(t->srv->loop, &t->out_req, STDOUT_FILENO, &t->wbuf, 1, -1,
+        uv_buf_t rest = t->wbuf; /* libuv copies the buffer array */
+        if (uv_fs_write(t->srv->loop, &t->out_req, STDOUT_FILENO, &rest, 1, -1,
                         on_file_written) == 0)
             return;
         r = -1;
@@ -147,7 +148,8 @@ static void flush(stdio_transport *t)
     int rc;
     if (t->out_is_file) {
         t->out_req.data = t;
-        rc = uv_fs_write(t->srv->loop, &t->out_req, STDOUT_FILENO, &t->wbuf, 1, -1,
+        uv_buf_t all = t->wbuf;
+        rc = uv_fs_write(t->srv->loop, &t->out_req, STDOUT_FILENO, &all, 1, -1,
                          on_file_written);
     } else {
         t->wreq.data = t;
