@@ -400,8 +400,9 @@ static prov_op *showly_request_publish(prov_target *t, const char *source_id, co
         .timeout_ms = SHOWLY_TIMEOUT_MS, .idempotent = true, .max_retries = SHOWLY_RETRIES,
         .ca_file = cfg_of(t)->ca_file,
     };
+    int rc = op ? prov_op_http(op, &o, step_publish) : -1; /* copies the body */
     free(text);
-    if (!op || prov_op_http(op, &o, step_publish) != 0) {
+    if (rc != 0) {
         prov_op_cancel(op);
         prov_error_set(err, "internal_error", 0, true, "could not start the request to Showly");
         return NULL;
