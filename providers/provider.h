@@ -224,6 +224,12 @@ struct provider {
      * freed at close. */
     void *(*stream_state_new)(prov_target *t, enum prov_stream_kind kind);
     void (*stream_state_free)(void *state);
+    /* Optional: serialize / restore the per-stream state into the cursor, so
+     * a later call de-duplicates exactly where this one stopped (e.g. the
+     * last snapshot seen on a live stream). save returns a malloc'd string
+     * (or NULL for nothing to save); restore returns 0 or -1 (bad cursor). */
+    char *(*stream_state_save)(const void *state);
+    int (*stream_state_restore)(void *state, const char *saved);
     /* Translates one SSE event into common events via emit(sink, ...).
      * Returns a prov_parse_result, or -1 with *err set for a fatal in-stream
      * problem. */

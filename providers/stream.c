@@ -368,6 +368,12 @@ char *prov_stream_cursor(const prov_stream *s)
     }
     if (s->url)
         json_object_set_new(c, "u", json_string(s->url));
+    if (s->astate && s->t->ops->stream_state_save) {
+        char *saved = s->t->ops->stream_state_save(s->astate);
+        if (saved)
+            json_object_set_new(c, "a", json_string(saved));
+        free(saved);
+    }
     char *text = json_dumps(c, JSON_COMPACT);
     json_decref(c);
     if (!text)
@@ -411,6 +417,15 @@ static int apply_cursor(prov_stream *s, const char *cursor, prov_error *err)
     }
     if (u)
         s->url = strdup(u);
+    const char *saved = json_string_value(json_object_get(c, "a"));
+    if (saved && (!s->astate || !s->t->ops->stream_state_restore ||
+                  s->t->ops->stream_state_restore(s->astate, saved) != 0)) {
+        json_decref(c);
+        prov_error_set(err, "invalid_cursor", 0, false,
+                       "the cursor's stream state is not valid for this target: omit it to "
+                       "start over");
+        return -1;
+    }
     json_decref(c);
     return 0;
 }
@@ -438,6 +453,8 @@ prov_stream *prov_stream_open(prov_target *t, enum prov_stream_kind kind, const 
     s->status = PROV_ST_UNKNOWN;
     s->id = id ? strdup(id) : NULL;
     sse_init(&s->sse, 0, 0, on_sse_event, s);
+    if ((!id || s->id) && t->ops->stream_state_new)
+        s->astate = t->ops->stream_state_new(t, kind);
     if ((id && !s->id) || t->ops->stream_spec(t, kind, id, &s->spec, err) != 0 ||
         (cursor && apply_cursor(s, cursor, err) != 0)) {
         if (id && !s->id)
@@ -447,8 +464,6 @@ prov_stream *prov_stream_open(prov_target *t, enum prov_stream_kind kind, const 
     }
     if (!cursor && s->spec.first_last_event_id[0])
         sse_set_last_id(&s->sse, s->spec.first_last_event_id);
-    if (t->ops->stream_state_new)
-        s->astate = t->ops->stream_state_new(t, kind);
     if (connect_now(s) != 0) {
         prov_error_set(err, "internal_error", 0, true, "could not start the stream transfer");
         stream_free(s);
