@@ -44,6 +44,7 @@ struct prov_stream {
     unsigned long delivered;   /* common events handed to on_event by this stream */
     unsigned long skip;        /* events still to drop on this connection */
     unsigned long conn_events; /* SSE events seen on this connection */
+    unsigned long consumed_at_connect; /* to tell a connection that made progress */
     char first_id[SSE_MAX_ID + 1];
     uint64_t oversized_seen;
 
@@ -141,7 +142,6 @@ static int on_sse_event(void *ud, const sse_event *ev)
     if (s->consumed == 0 && ev->id_len > 0)
         snprintf(s->first_id, sizeof s->first_id, "%s", ev->id);
     s->consumed++;
-    s->failures = 0;
     prov_error err = {0};
     int r = s->t->ops->stream_parse(s->t, s->astate, s->kind, ev, emit, s, &err);
     if (s->dead || s->ended)
@@ -289,7 +289,11 @@ static void on_done(void *ud, const http_response *res)
                            "the platform closed the event stream before a terminal status");
         stream_end(s, &e);
         return;
-    } else if (s->conn_events == 0 && ++s->failures > PROV_STREAM_MAX_RECONNECTS) {
+    } else if (s->consumed > s->consumed_at_connect) {
+        s->failures = 0; /* this connection made progress */
+    } else if (++s->failures > PROV_STREAM_MAX_RECONNECTS) {
+        /* Connections that deliver nothing new (refused, or a server that
+         * replays the same events and drops) count as failures and back off. */
         prov_error e;
         prov_error_set(&e, "network_error", 0, true,
                        "could not keep the event stream open after %u attempts%s%s",
@@ -324,6 +328,8 @@ static int connect_now(prov_stream *s)
     const char *headers[PROV_STREAM_MAX_HEADERS + 3];
     char last_id_hdr[SSE_MAX_ID + 32];
     int n = 0;
+    if (s->t->ops->stream_prepare)
+        s->t->ops->stream_prepare(s->t, s->astate, s->id, &s->spec);
     for (int i = 0; i < s->spec.nheaders; i++)
         headers[n++] = s->spec.headers[i];
     headers[n++] = "Accept: text/event-stream";
@@ -338,6 +344,7 @@ static int connect_now(prov_stream *s)
     bool by_id = s->spec.resume == PROV_RESUME_LAST_EVENT_ID && last[0];
     s->skip = (s->spec.resume == PROV_RESUME_LIVE || by_id) ? 0 : s->consumed;
     s->conn_events = 0;
+    s->consumed_at_connect = s->consumed;
     sse_reset(&s->sse);
     http_opts o = {
         .method = "GET", .url = s->spec.url, .headers = headers, .stream = true,
