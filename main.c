@@ -110,12 +110,14 @@ static int setup_targets(mcp_server *srv)
         t->http = srv->http;
         t->loop = srv->loop;
         char err[512] = "";
+        /* Counted before configure: unconfigure also runs after a failed
+         * configure, so partial adapter state is freed. */
+        srv->ntargets = i + 1;
         if (!t->ops || t->ops->configure(t, err, sizeof err) != 0) {
             fprintf(stderr, "deploy-mcp: config %s: target \"%s\": %s\n", c->path,
                     t->cfg->name, t->ops ? err : "unknown provider");
             return -1;
         }
-        srv->ntargets = i + 1;
     }
     return 0;
 }
@@ -123,7 +125,7 @@ static int setup_targets(mcp_server *srv)
 static void teardown_targets(mcp_server *srv)
 {
     for (size_t i = 0; i < srv->ntargets; i++)
-        if (srv->targets[i].ops->unconfigure)
+        if (srv->targets[i].ops && srv->targets[i].ops->unconfigure)
             srv->targets[i].ops->unconfigure(&srv->targets[i]);
     free(srv->targets);
     srv->targets = NULL;

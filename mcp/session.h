@@ -45,11 +45,30 @@ enum mcp_level {
 
 /* The transport's side. send() gets one complete serialized JSON-RPC message
  * (no trailing newline; the transport frames it) and must copy what it keeps.
- * It returns 0, or a negative value when the peer is gone. */
+ * It returns 0, or a negative value when the peer is gone.
+ *
+ * Transports that carry each request on its own stream (Streamable HTTP:
+ * one POST, one SSE stream) also set the optional members:
+ *  - send_related() replaces send() when set. `related_id` is the JSON-RPC id
+ *    of the request the message belongs to (a response's own id, or the
+ *    request a progress/log notification reports on; for a batch response,
+ *    the id of the batch's first request), NULL when it belongs to none (an
+ *    error answering an unparsable message). `is_response` is true when the
+ *    message is the last one for that request. The id is borrowed.
+ *  - related_end() is called when a request ends without a response
+ *    (cancelled by the client, or its session closing), so the transport can
+ *    end that request's stream. May be called from mcp_session_close. */
 typedef struct mcp_transport {
     const char *name;                     /* "stdio", "websocket", "http" */
     int (*send)(void *io, const char *msg, size_t len);
+    int (*send_related)(void *io, const char *msg, size_t len, const json_t *related_id,
+                        bool is_response);
+    void (*related_end)(void *io, const json_t *related_id);
 } mcp_transport;
+
+/* True when `version` is a protocol version this server negotiates (for the
+ * Streamable HTTP MCP-Protocol-Version header check). */
+bool mcp_protocol_supported(const char *version);
 
 /* Creates a session bound to a server and a transport endpoint `io`.
  * Never NULL except out of memory. */
@@ -73,6 +92,9 @@ size_t mcp_session_inflight(const mcp_session *s);
 
 /* The negotiated protocol version ("" before initialize). */
 const char *mcp_session_protocol(const mcp_session *s);
+
+/* True once initialize has been answered successfully. */
+bool mcp_session_initialized(const mcp_session *s);
 
 /* --- for tool implementations --------------------------------------- */
 

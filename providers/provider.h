@@ -194,6 +194,8 @@ struct provider {
     /* Validates provider-specific fields of t->cfg and sets t->priv.
      * Returns 0, or -1 with a message naming the field in err. */
     int (*configure)(prov_target *t, char *err, size_t errlen);
+    /* Frees t->priv. Also called after a failed configure (priv may be
+     * partly set, or NULL). */
     void (*unconfigure)(prov_target *t);
 
     /* True when the credentials are present in the environment; otherwise
@@ -237,6 +239,11 @@ struct provider {
                         const sse_event *ev, prov_emit_fn emit, void *sink, prov_error *err);
     /* Maps an HTTP error response of a stream connect into *err. */
     void (*map_http_error)(prov_target *t, const http_response *res, prov_error *err);
+    /* Optional: called right before every connection of a stream (the first
+     * and each reconnect) with its per-stream state and id, to refresh what
+     * goes stale over a long stream (Bluelink signs a date that the server
+     * accepts for ±300 s). On failure it leaves spec as it was. */
+    void (*stream_prepare)(prov_target *t, void *state, const char *id, prov_stream_spec *spec);
 };
 
 /* ---- helpers for adapters (providers/provider.c) --------------------- */
