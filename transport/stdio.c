@@ -55,12 +55,14 @@ struct stdio_transport {
     bool flush_scheduled;
 
     bool stopping;
+    bool shutdown_pending;      /* uv_shutdown of stdout not yet called back */
     int open_handles;           /* closes outstanding before free */
 };
 
 static void maybe_free(stdio_transport *t)
 {
-    if (!t->stopping || t->open_handles > 0 || t->in_req_busy || t->writing)
+    if (!t->stopping || t->open_handles > 0 || t->in_req_busy || t->writing ||
+        t->shutdown_pending)
         return;
     free(t->fbuf);
     free(t->line);
@@ -204,7 +206,7 @@ static int stdio_send(void *io, const char *msg, size_t len)
     return 0;
 }
 
-static const mcp_transport stdio_tp = { "stdio", stdio_send };
+static const mcp_transport stdio_tp = { .name = "stdio", .send = stdio_send };
 
 size_t stdio_pending(const stdio_transport *t) { return t->q_len + t->inflight_bytes; }
 
@@ -212,6 +214,7 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 {
     stdio_transport *t = req->data;
     (void)status;
+    t->shutdown_pending = false;
     close_handle(t, &t->out.handle);
 }
 
@@ -224,7 +227,9 @@ static void finish_output(stdio_transport *t)
     if (t->out_is_file)
         return;
     t->sreq.data = t;
-    if (t->out_dead || uv_shutdown(&t->sreq, &t->out.stream, on_shutdown) != 0)
+    if (!t->out_dead && uv_shutdown(&t->sreq, &t->out.stream, on_shutdown) == 0)
+        t->shutdown_pending = true;
+    else
         close_handle(t, &t->out.handle);
 }
 

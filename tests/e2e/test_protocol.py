@@ -183,6 +183,21 @@ def exits_promptly_on_stdin_eof():
 
 
 @suite.test
+def last_responses_are_flushed_at_eof():
+    s = server()
+    try:
+        s.initialize()
+        for i in range(200):
+            s.send({"jsonrpc": "2.0", "id": 1000 + i, "method": "tools/list"})
+        s.close_stdin()
+        assert s.wait_exit(2) == 0
+        s.reader.join(2)
+        assert all(json.dumps(1000 + i) in s.responses for i in range(200))
+    finally:
+        s.close()
+
+
+@suite.test
 def exits_cleanly_on_sigterm():
     s = server()
     try:

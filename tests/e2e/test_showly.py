@@ -234,6 +234,27 @@ def cancellation_closes_upstream_and_sends_no_response():
 
 
 @suite.test
+def shutdown_with_calls_in_flight_is_clean():
+    for how in ("eof", "sigterm", "sigint"):
+        reset()
+        s = start()
+        dep = seed(knobs={"hang": True, "keepalive_ms": 200})
+        s.request_async("tools/call", {"name": "stream_events",
+                                       "arguments": {"deploymentId": dep["id"]}}, progress="x")
+        s.wait_notes("notifications/progress", 1, token="x")
+        t0 = time.monotonic()
+        if how == "eof":
+            s.close_stdin()
+        else:
+            s.proc.send_signal(15 if how == "sigterm" else 2)
+        assert s.wait_exit(2) == 0, how
+        assert time.monotonic() - t0 < 2, how
+        st = fake.call("GET", "/_fake/streams")
+        assert st["open"] == 0, (how, st)
+        assert "open handles" not in s.stderr(), s.stderr()
+
+
+@suite.test
 def burst_of_20000_lines_arrives_once_in_few_notifications():
     reset()
     s = start()
@@ -431,6 +452,7 @@ def token_never_appears_in_output():
         s.reader.join(2)
         blob = s.stdout_bytes().decode(errors="replace") + s.stderr()
         assert TOKEN not in blob, "the token leaked into stdout or stderr"
+        assert "open handles" not in blob, "the loop did not close cleanly"
         assert "sk_live_wrong_token" not in blob
 
 
