@@ -374,7 +374,7 @@ static int capture(void *io, const char *msg, size_t len)
     return 0;
 }
 
-static const mcp_transport capture_tp = {"test", capture};
+static const mcp_transport capture_tp = {.name = "test", .send = capture};
 
 static void tick_cb(uv_timer_t *t) { (void)t; }
 
