@@ -218,6 +218,22 @@ struct provider {
     prov_op *(*list_deployments)(prov_target *t, const prov_list_args *a,
                                  prov_result_cb cb, void *ud, prov_error *err);
 
+    /* Human-gated production publish, for platforms without an approval
+     * concept of their own (request_publish is NULL there). deploy-mcp keeps
+     * the request and calls publish only after a person approved it on the
+     * approval page.
+     * prepare_publish checks that `source_id` can be promoted and describes
+     * it. Result: {"plan": what publishing will do in plain words,
+     * "source": {what publish needs and the page shows: url, branch,
+     * commitSha, artifactDigest, uploadUuid, bundleKey, productionProject,
+     * changesSummary, changes: [strings] ...}}.
+     * publish performs it from that "source" object. Result: the production
+     * Deployment (its id works with stream_events and get_deployment). */
+    prov_op *(*prepare_publish)(prov_target *t, const char *source_id,
+                                prov_result_cb cb, void *ud, prov_error *err);
+    prov_op *(*publish)(prov_target *t, json_t *source,
+                        prov_result_cb cb, void *ud, prov_error *err);
+
     /* Streams: fill the connection spec for `kind` on `id` (id may be NULL
      * for PROV_STREAM_LOGS on platforms with runtime logs). */
     int (*stream_spec)(prov_target *t, enum prov_stream_kind kind, const char *id,
@@ -244,6 +260,13 @@ struct provider {
      * goes stale over a long stream (Bluelink signs a date that the server
      * accepts for ±300 s). On failure it leaves spec as it was. */
     void (*stream_prepare)(prov_target *t, void *state, const char *id, prov_stream_spec *spec);
+    /* Optional: true when the per-stream state restored from a cursor says
+     * the logical stream already ended (Mixpeek: the cursor was taken after
+     * `done`). prov_stream_open then ends the stream (on_end with no error)
+     * on the next loop turn without connecting: a server that replays its
+     * whole history on every connection would otherwise be reconnected to
+     * until the caller's deadline. */
+    bool (*stream_state_complete)(const void *state);
 };
 
 /* ---- helpers for adapters (providers/provider.c) --------------------- */
