@@ -5,9 +5,11 @@
 #include "providers/provider.h"
 
 extern const struct provider prov_showly;
+extern const struct provider prov_mixpeek;
 
 const struct provider *const prov_all[] = {
     &prov_showly,
+    &prov_mixpeek,
     NULL,
 };
 

@@ -58,6 +58,7 @@ struct prov_stream {
     bool dead;                 /* closed or ended while in_dispatch */
     bool ended;
     bool paused;
+    bool complete_at_open;     /* the cursor says the logical stream had ended */
     prov_error fatal;
     bool have_fatal;
     long http_status;          /* of the current connection */
@@ -236,6 +237,10 @@ static void on_retry_timer(uv_timer_t *timer)
     prov_stream *s = timer->data;
     uv_close((uv_handle_t *)timer, on_retry_closed);
     s->retry = NULL;
+    if (s->complete_at_open) {
+        stream_end(s, NULL);
+        return;
+    }
     if (connect_now(s) != 0) {
         prov_error e;
         prov_error_set(&e, "internal_error", 0, true, "could not start the stream transfer");
@@ -471,6 +476,22 @@ prov_stream *prov_stream_open(prov_target *t, enum prov_stream_kind kind, const 
     }
     if (!cursor && s->spec.first_last_event_id[0])
         sse_set_last_id(&s->sse, s->spec.first_last_event_id);
+    if (cursor && s->astate && t->ops->stream_state_complete &&
+        t->ops->stream_state_complete(s->astate)) {
+        /* Nothing is left to read: end on the next loop turn (callbacks
+         * never run inside open). */
+        s->retry = malloc(sizeof *s->retry);
+        if (!s->retry) {
+            prov_error_set(err, "internal_error", 0, true, "out of memory");
+            stream_free(s);
+            return NULL;
+        }
+        s->complete_at_open = true;
+        uv_timer_init(t->loop, s->retry);
+        s->retry->data = s;
+        uv_timer_start(s->retry, on_retry_timer, 0, 0);
+        return s;
+    }
     if (connect_now(s) != 0) {
         prov_error_set(err, "internal_error", 0, true, "could not start the stream transfer");
         stream_free(s);
