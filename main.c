@@ -1,9 +1,11 @@
 /* main.c — command line, start-up, the one libuv loop, and clean shutdown.
  *
  * Shutdown order (ARCHITECTURE.md): stop reading stdin and close the MCP
- * session (cancelling in-flight calls and their transfers) → flush and shut
- * down stdout → destroy the HTTP client → close signal handles → run the loop
- * until no handles remain → uv_loop_close must return 0. */
+ * session, or with --listen close every listener session (cancelling
+ * in-flight calls and their transfers) and start libwebsockets' async close
+ * → flush and shut down stdout → destroy the HTTP client → close signal
+ * handles → run the loop until no handles remain → free the libwebsockets
+ * context (its second lws_context_destroy) → uv_loop_close must return 0. */
 #include <curl/curl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,7 +17,9 @@
 #include "mcp/log.h"
 #include "mcp/server.h"
 #include "providers/provider.h"
+#include "tools/fixtures.h"
 #include "tools/tool.h"
+#include "transport/listener.h"
 #include "transport/stdio.h"
 
 #define SHUTDOWN_GRACE_MS 1500   /* then remaining handles are closed by force */
@@ -25,6 +29,7 @@ typedef struct app {
     uv_loop_t loop;
     mcp_server srv;
     stdio_transport *stdio;
+    listener *listen;
     uv_signal_t sigint, sigterm;
     uv_timer_t grace;
     bool stopping;
@@ -34,7 +39,7 @@ typedef struct cli {
     const char *config;
     const char *listen;
     const char *log_level;
-    bool check, version, help;
+    bool check, version, help, fixtures;
 } cli;
 
 static void usage(FILE *out)
@@ -52,11 +57,20 @@ static void usage(FILE *out)
         "  --listen HOST:PORT serve WebSocket and Streamable HTTP on /mcp instead of stdio\n"
         "  --log-level LEVEL  stderr verbosity: debug, info, warning, error (default info)\n"
         "  --check            validate the config and report each target's credentials\n"
+        "  --conformance-fixtures\n"
+        "                     also offer the MCP conformance suite's test tools\n"
+        "                     (test_simple_text, test_tool_with_progress, ...)\n"
         "  --version          print the version\n"
         "  --help             print this help\n"
         "\n"
         "Without --listen, MCP messages are read from stdin and written to stdout,\n"
-        "one JSON-RPC message per line. Diagnostics go to stderr.\n");
+        "one JSON-RPC message per line. Diagnostics go to stderr.\n"
+        "\n"
+        "With --listen (default host 127.0.0.1; also :PORT and [::1]:PORT), clients\n"
+        "connect to http://HOST:PORT/mcp (Streamable HTTP) or ws://HOST:PORT/mcp\n"
+        "(WebSocket, subprotocol mcp). If $DEPLOY_MCP_AUTH_TOKEN is set, every request\n"
+        "needs Authorization: Bearer <token>; a non-loopback HOST requires it.\n"
+        "Idle HTTP sessions end after $DEPLOY_MCP_SESSION_IDLE_SECONDS (default 1800).\n");
 }
 
 /* Accepts "--opt value" and "--opt=value". Returns 0, or -1 after printing. */
@@ -66,6 +80,7 @@ static int parse_cli(int argc, char **argv, cli *c)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--check") == 0) { c->check = true; continue; }
+        if (strcmp(a, "--conformance-fixtures") == 0) { c->fixtures = true; continue; }
         if (strcmp(a, "--version") == 0 || strcmp(a, "-V") == 0) { c->version = true; continue; }
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) { c->help = true; continue; }
         const char *val = NULL;
@@ -180,6 +195,8 @@ static void begin_shutdown(app *a)
     if (a->stdio)
         stdio_stop(a->stdio);
     a->stdio = NULL;
+    if (a->listen)
+        listener_stop(a->listen); /* freed after the loop ran dry (listener_free) */
     http_client_destroy(a->srv.http);
     a->srv.http = NULL;
     uv_close((uv_handle_t *)&a->sigint, NULL);
@@ -225,11 +242,30 @@ int main(int argc, char **argv)
         }
         log_set_level(lvl);
     }
+    listen_opts lopts = {0};
     if (c.listen) {
-        fprintf(stderr, "deploy-mcp: --listen is not available in this build yet; "
-                        "run without it to serve MCP over stdio\n");
-        return 2;
+        char lerr[512];
+        if (listener_parse_addr(c.listen, &lopts.addr, lerr, sizeof lerr) != 0) {
+            fprintf(stderr, "deploy-mcp: %s\n", lerr);
+            return 2;
+        }
+        lopts.token = getenv(LISTEN_TOKEN_ENV);
+        if (lopts.token && !*lopts.token)
+            lopts.token = NULL;
+        if (!lopts.addr.loopback && !lopts.token) {
+            fprintf(stderr, "deploy-mcp: refusing to listen on %s, which is not a loopback "
+                    "address, without authentication: set %s to a secret token (clients "
+                    "then send Authorization: Bearer <token>), or listen on 127.0.0.1\n",
+                    lopts.addr.host, LISTEN_TOKEN_ENV);
+            return 2;
+        }
+        const char *idle = getenv(LISTEN_IDLE_ENV);
+        long secs = idle ? strtol(idle, NULL, 10) : 0;
+        lopts.idle_seconds = secs > 0 && secs <= 7 * 24 * 3600 ? (unsigned)secs
+                                                               : LISTEN_SESSION_IDLE_DEFAULT_S;
     }
+    if (c.fixtures)
+        tool_fixtures_enable();
 
     signal(SIGPIPE, SIG_IGN);
     static app a; /* static: big, and must outlive every callback */
@@ -271,11 +307,23 @@ int main(int argc, char **argv)
     uv_signal_start(&a.sigint, on_signal, SIGINT);
     uv_signal_start(&a.sigterm, on_signal, SIGTERM);
 
-    a.stdio = stdio_start(&a.srv, on_stdin_eof, &a);
-    if (!a.stdio) {
-        fprintf(stderr, "deploy-mcp: could not open stdin/stdout\n");
-        rc = 1;
-        begin_shutdown(&a);
+    if (c.listen) {
+        /* stdin is not read in listen mode: the server runs until a signal. */
+        char lerr[1024];
+        lopts.allowed_origins = (const char *const *)a.srv.config->allowed_origins;
+        a.listen = listener_start(&a.srv, &lopts, lerr, sizeof lerr);
+        if (!a.listen || listener_port(a.listen) < 0) {
+            fprintf(stderr, "deploy-mcp: %s\n", lerr);
+            rc = 1;
+            begin_shutdown(&a);
+        }
+    } else {
+        a.stdio = stdio_start(&a.srv, on_stdin_eof, &a);
+        if (!a.stdio) {
+            fprintf(stderr, "deploy-mcp: could not open stdin/stdout\n");
+            rc = 1;
+            begin_shutdown(&a);
+        }
     }
     uv_run(&a.loop, UV_RUN_DEFAULT);
     if (a.stopping && !uv_is_closing((uv_handle_t *)&a.grace))
@@ -287,6 +335,9 @@ out_loop:
         a.srv.http = NULL;
     }
     uv_run(&a.loop, UV_RUN_DEFAULT); /* run close callbacks */
+    listener_free(a.listen); /* the second lws_context_destroy: frees the context */
+    a.listen = NULL;
+    uv_run(&a.loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&a.loop) != 0) {
         log_error("shutdown: event loop still had open handles");
         uv_walk(&a.loop, on_close_any, NULL);

@@ -33,6 +33,7 @@ static const char *const level_names[] = {
 
 typedef struct mcp_batch {
     json_t *responses;      /* array being filled */
+    json_t *first_id;       /* id of the first request member (routes the array) */
     size_t pending;         /* member requests still running */
     bool sealed;            /* all members dispatched */
 } mcp_batch;
@@ -64,16 +65,35 @@ struct mcp_session {
 
 /* ---- output ------------------------------------------------------------ */
 
-static void send_json(mcp_session *s, json_t *msg)
+/* Serializes and sends one message. `related` is the id of the request it
+ * belongs to (NULL: none); `is_response` marks that request's last message.
+ * Transports without send_related ignore both (stdio, WebSocket). */
+static void send_msg(mcp_session *s, json_t *msg, json_t *related, bool is_response)
 {
     char *text = json_dumps(msg, JSON_COMPACT);
     if (!text) {
         log_error("session: could not serialize an outgoing message");
         return;
     }
-    if (s->tp->send(s->io, text, strlen(text)) < 0)
+    int rc = s->tp->send_related
+                 ? s->tp->send_related(s->io, text, strlen(text), related, is_response)
+                 : s->tp->send(s->io, text, strlen(text));
+    if (rc < 0)
         log_debug("session: %s transport refused a message (peer gone)", s->tp->name);
     free(text);
+}
+
+/* Sends a response (a message carrying "id"); routed by that id. */
+static void send_response(mcp_session *s, json_t *msg)
+{
+    json_t *id = json_object_get(msg, "id");
+    send_msg(s, msg, id && !json_is_null(id) ? id : NULL, true);
+}
+
+static void notify_related_end(mcp_session *s, json_t *id)
+{
+    if (s->tp->related_end && id)
+        s->tp->related_end(s->io, id);
 }
 
 static json_t *make_error(json_t *id, int code, const char *message)
@@ -94,7 +114,7 @@ static void deliver(mcp_session *s, mcp_batch *b, json_t *msg)
         json_array_append_new(b->responses, msg);
         return;
     }
-    send_json(s, msg);
+    send_response(s, msg);
     json_decref(msg);
 }
 
@@ -115,8 +135,11 @@ static void batch_maybe_flush(mcp_session *s, mcp_batch *b)
     if (!b || !b->sealed || b->pending > 0)
         return;
     if (json_array_size(b->responses) > 0)
-        send_json(s, b->responses);
+        send_msg(s, b->responses, b->first_id, true);
+    else
+        notify_related_end(s, b->first_id); /* every member was cancelled */
     json_decref(b->responses);
+    json_decref(b->first_id);
     free(b);
 }
 
@@ -182,7 +205,7 @@ bool mcp_req_progress(mcp_request *r, double progress, double total, const char 
         json_object_set_new(params, "message", json_string(message));
     json_t *msg = json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0",
                             "method", "notifications/progress", "params", params);
-    send_json(r->s, msg);
+    send_msg(r->s, msg, r->id, false);
     json_decref(msg);
     return true;
 }
@@ -202,7 +225,7 @@ void mcp_req_log(mcp_request *r, enum mcp_level level, const char *logger, json_
                             "method", "notifications/message", "params",
                             "level", level_names[level], "logger", logger, "data", data);
     if (msg) {
-        send_json(r->s, msg);
+        send_msg(r->s, msg, r->id, false);
         json_decref(msg);
     }
 }
@@ -234,6 +257,8 @@ static void req_cancel(mcp_request *r)
     r->cancel = NULL;
     mcp_batch *b = r->batch;
     mcp_session *s = r->s;
+    if (!b)
+        notify_related_end(s, r->id); /* batch members end with their batch */
     req_unlink_free(r);
     if (cancel)
         cancel(ud);
@@ -288,7 +313,7 @@ static void do_tools_list(mcp_session *s, mcp_batch *b, json_t *id, json_t *para
 {
     size_t start = 0, n = 0;
     json_t *cursor = params ? json_object_get(params, "cursor") : NULL;
-    for (const tool_def *const *t = tool_table; *t; t++)
+    while (tool_nth(n))
         n++;
     if (cursor && !json_is_null(cursor)) {
         const char *c = json_string_value(cursor);
@@ -304,7 +329,7 @@ static void do_tools_list(mcp_session *s, mcp_batch *b, json_t *id, json_t *para
     json_t *tools = json_array();
     size_t i;
     for (i = start; i < n && i < start + page; i++)
-        json_array_append_new(tools, tool_describe(tool_table[i]));
+        json_array_append_new(tools, tool_describe(tool_nth(i)));
     json_t *result = json_pack("{s:o}", "tools", tools);
     if (i < n) {
         char next[32];
@@ -453,6 +478,8 @@ static void handle_one(mcp_session *s, mcp_batch *b, json_t *msg)
         return;
     }
     json_t *params = json_object_get(msg, "params");
+    if (b && id && !b->first_id)
+        b->first_id = json_incref(id);
     if (!id)
         handle_notification(s, json_string_value(method), params);
     else
@@ -534,6 +561,7 @@ void mcp_session_close(mcp_session *s)
                 if (o->batch == b)
                     o->batch = NULL;
             json_decref(b->responses);
+            json_decref(b->first_id);
             free(b);
         }
         req_cancel(r);
@@ -543,5 +571,15 @@ void mcp_session_close(mcp_session *s)
 }
 
 size_t mcp_session_inflight(const mcp_session *s) { return s->ninflight; }
+
+bool mcp_session_initialized(const mcp_session *s) { return s->initialized; }
+
+bool mcp_protocol_supported(const char *version)
+{
+    for (size_t i = 0; version && supported_versions[i]; i++)
+        if (strcmp(version, supported_versions[i]) == 0)
+            return true;
+    return false;
+}
 
 const char *mcp_session_protocol(const mcp_session *s) { return s->protocol; }

@@ -6,10 +6,12 @@
 
 extern const struct provider prov_showly;
 extern const struct provider prov_mixpeek;
+extern const struct provider prov_bluelink;
 
 const struct provider *const prov_all[] = {
     &prov_showly,
     &prov_mixpeek,
+    &prov_bluelink,
     NULL,
 };
 

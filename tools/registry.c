@@ -10,6 +10,7 @@
 
 #include "mcp/log.h"
 #include "mcp/server.h"
+#include "tools/fixtures.h"
 #include "tools/idempotency.h"
 #include "tools/tool_internal.h"
 
@@ -29,10 +30,15 @@ static json_t *output_schemas[TOOL_COUNT];
 
 const tool_def *tool_find(const char *name)
 {
-    for (size_t i = 0; name && tool_table[i]; i++)
-        if (strcmp(tool_table[i]->name, name) == 0)
-            return tool_table[i];
+    for (size_t i = 0; name && tool_nth(i); i++)
+        if (strcmp(tool_nth(i)->name, name) == 0)
+            return tool_nth(i);
     return NULL;
+}
+
+const tool_def *tool_nth(size_t i)
+{
+    return i < TOOL_COUNT ? tool_table[i] : tool_fixture_at(i - TOOL_COUNT);
 }
 
 static json_t *cached_schema(const tool_def *t, bool output)
@@ -50,7 +56,7 @@ static json_t *cached_schema(const tool_def *t, bool output)
         }
         return *slot;
     }
-    return NULL;
+    return tool_fixture_schema(t, output); /* conformance fixtures cache their own */
 }
 
 json_t *tool_input_schema(const tool_def *t) { return cached_schema(t, false); }
@@ -64,6 +70,7 @@ void tool_registry_cleanup(void)
         input_schemas[i] = output_schemas[i] = NULL;
     }
     idem_cleanup();
+    tool_fixtures_cleanup();
 }
 
 json_t *tool_describe(const tool_def *t)
@@ -76,6 +83,8 @@ json_t *tool_describe(const tool_def *t)
                           "title", t->title, "readOnlyHint", t->read_only, "destructiveHint",
                           t->destructive, "idempotentHint", t->idempotent, "openWorldHint",
                           t->open_world);
+    if (d && json_is_null(json_object_get(d, "outputSchema")))
+        json_object_del(d, "outputSchema"); /* optional in MCP, but never null */
     return d;
 }
 

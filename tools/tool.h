@@ -33,6 +33,11 @@ extern const tool_def *const tool_table[];
 /* Finds a tool by name; NULL when unknown. */
 const tool_def *tool_find(const char *name);
 
+/* The i-th tool in tools/list order: tool_table, then the conformance
+ * fixture tools when --conformance-fixtures enabled them (tools/fixtures.h).
+ * NULL past the end. */
+const tool_def *tool_nth(size_t i);
+
 /* The tools/list entry for a tool (new reference). */
 json_t *tool_describe(const tool_def *t);
 

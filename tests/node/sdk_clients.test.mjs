@@ -1,0 +1,140 @@
+// The official MCP TypeScript SDK client drives the real deploy-mcp binary over
+// each transport it offers: stdio (StdioClientTransport), WebSocket
+// (WebSocketClientTransport) and Streamable HTTP (StreamableHTTPClientTransport).
+// Against the Showly fake: initialize, tools/list, a streamed stream_events with
+// progress and log notifications, and cancellation through an AbortSignal that
+// must close the upstream event stream.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { WebSocketClientTransport } from '@modelcontextprotocol/sdk/client/websocket.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+
+import { BIN, ShowlyFake, ensureWebSocket, serverEnv, startListener, waitFor, writeConfig } from './lib.mjs';
+
+let fake;
+let config;
+let listener;
+
+before(async () => {
+  await ensureWebSocket();
+  fake = await ShowlyFake.start();
+  config = writeConfig(fake);
+  listener = await startListener(config.file);
+});
+
+after(async () => {
+  const code = listener ? await listener.stop() : 0;
+  if (fake) await fake.stop();
+  assert.equal(code, 0, 'deploy-mcp --listen exits 0 on SIGTERM');
+});
+
+const transports = {
+  stdio: () => new StdioClientTransport({
+    command: BIN,
+    args: ['--config', config.file],
+    env: serverEnv(),
+    cwd: config.dir,
+    stderr: 'ignore',
+  }),
+  websocket: () => new WebSocketClientTransport(listener.wsUrl),
+  http: () => new StreamableHTTPClientTransport(listener.httpUrl),
+};
+
+async function connect(kind) {
+  const client = new Client({ name: `node-interop-${kind}`, version: '1.0.0' });
+  const transport = transports[kind]();
+  await client.connect(transport);
+  const logs = [];
+  client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => logs.push(n.params));
+  return { client, transport, logs };
+}
+
+async function disconnect({ client, transport }) {
+  if (transport instanceof StreamableHTTPClientTransport) await transport.terminateSession();
+  await client.close();
+}
+
+for (const kind of Object.keys(transports)) {
+  test(`${kind}: initialize and tools/list`, { timeout: 30000 }, async () => {
+    const c = await connect(kind);
+    try {
+      assert.equal(c.client.getServerVersion().name, 'deploy-mcp');
+      assert.ok(c.client.getServerCapabilities().tools);
+      const { tools } = await c.client.listTools();
+      const names = tools.map((t) => t.name);
+      for (const n of ['list_targets', 'create_preview', 'stream_events', 'tail_logs'])
+        assert.ok(names.includes(n), `${n} listed (got ${names})`);
+      const targets = await c.client.callTool({ name: 'list_targets', arguments: {} });
+      assert.equal(targets.structuredContent.targets[0].name, 'web');
+      assert.deepEqual(await c.client.ping(), {});
+    } finally {
+      await disconnect(c);
+    }
+  });
+
+  test(`${kind}: stream_events relays progress and logs live, then the result`, { timeout: 60000 }, async () => {
+    const c = await connect(kind);
+    // Created after connecting, so its events (~100 ms apart) are still to come.
+    const dep = await fake.createDeployment();
+    try {
+      const progress = [];
+      const result = await c.client.callTool(
+        { name: 'stream_events', arguments: { deploymentId: dep.id, maxSeconds: 30 } },
+        undefined,
+        { onprogress: (p) => progress.push({ ...p, at: Date.now() }), timeout: 45000 },
+      );
+      const sc = result.structuredContent;
+      assert.ok(!result.isError, JSON.stringify(result));
+      assert.equal(sc.status, 'ready');
+      assert.equal(sc.terminal, true);
+      assert.ok(sc.logLineCount >= 5, `log lines counted: ${sc.logLineCount}`);
+      assert.ok(progress.length >= 2, `progress notifications: ${progress.length}`);
+      for (let i = 1; i < progress.length; i++)
+        assert.ok(progress[i].progress > progress[i - 1].progress, 'progress strictly increases');
+      // The fake spreads its events over ~0.6 s: live relay means they did not all arrive at once.
+      assert.ok(progress[progress.length - 1].at - progress[0].at >= 150, 'progress arrived over time');
+      await waitFor(() => c.logs.length > 0, 'log notifications');
+      assert.equal(c.logs[0].logger, 'deploy-mcp/web');
+      assert.ok(c.logs.some((l) => (l.data.lines || []).some((s) => String(s).includes('Cloning repository'))));
+    } finally {
+      await disconnect(c);
+    }
+  });
+
+  test(`${kind}: aborting a call cancels it and closes the upstream stream`, { timeout: 60000 }, async () => {
+    const dep = await fake.createDeployment({ hang: true, keepalive_ms: 200 });
+    const c = await connect(kind);
+    try {
+      const ac = new AbortController();
+      let firstProgress;
+      const gotProgress = new Promise((r) => { firstProgress = r; });
+      const call = c.client.callTool(
+        { name: 'stream_events', arguments: { deploymentId: dep.id, maxSeconds: 120 } },
+        undefined,
+        { onprogress: () => firstProgress(), signal: ac.signal, timeout: 60000 },
+      );
+      const rejected = assert.rejects(call, /abort|cancel/i);
+      await gotProgress;
+      const open = await fake.streams();
+      assert.ok(open.openStreams.some((s) => s.deploymentId === dep.id), 'upstream stream open while the call runs');
+      const t0 = Date.now() / 1000;
+      ac.abort('test cancels');
+      await rejected;
+      const rec = await waitFor(async () => {
+        const s = await fake.streams();
+        return s.closed.find((x) => x.deploymentId === dep.id);
+      }, 'the fake to see the stream closed', 5000);
+      assert.equal(rec.reason, 'client_closed');
+      assert.ok(rec.closedAt - t0 < 2, `closed ${(rec.closedAt - t0).toFixed(2)} s after the abort`);
+      // The session survives the cancellation.
+      assert.deepEqual(await c.client.ping(), {});
+    } finally {
+      await disconnect(c);
+      await fake.call('POST', `/_fake/deployments/${dep.id}/finish`, { status: 'ready' });
+    }
+  });
+}
