@@ -18,6 +18,7 @@
 #include "mcp/server.h"
 #include "providers/provider.h"
 #include "tools/fixtures.h"
+#include "tools/gate.h"
 #include "tools/tool.h"
 #include "transport/listener.h"
 #include "transport/stdio.h"
@@ -197,6 +198,10 @@ static void begin_shutdown(app *a)
     a->stdio = NULL;
     if (a->listen)
         listener_stop(a->listen); /* freed after the loop ran dry (listener_free) */
+    /* After the sessions (their calls are cancelled), before the HTTP client
+     * (a publish in flight is cancelled; the journal says so on restart). */
+    gate_free(a->srv.gate);
+    a->srv.gate = NULL;
     http_client_destroy(a->srv.http);
     a->srv.http = NULL;
     uv_close((uv_handle_t *)&a->sigint, NULL);
@@ -300,6 +305,10 @@ int main(int argc, char **argv)
         log_info("config %s: %zu target(s)", a.srv.config->path, a.srv.ntargets);
     else
         log_info("no config file found; list_targets explains how to add one");
+
+    /* The approval gate (journal + page) for platforms without approvals of
+     * their own; it also runs in stdio mode. */
+    a.srv.gate = gate_new(&a.srv);
 
     uv_signal_init(&a.loop, &a.sigint);
     uv_signal_init(&a.loop, &a.sigterm);

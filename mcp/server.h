@@ -21,6 +21,8 @@ typedef struct mcp_server {
     size_t tools_page_size;       /* tools/list page size (>= 1) */
     unsigned long long id_counter; /* for server-originated ids */
     bool shutting_down;
+    struct gate *gate;            /* the approval gate (tools/gate.h); NULL when no
+                                     target needs deploy-mcp's own approval */
 } mcp_server;
 
 /* Looks up the runtime target for a tool call (see cfg_pick_target for the

@@ -17,6 +17,7 @@
 
 #include "mcp/log.h"
 #include "mcp/server.h"
+#include "tools/gate.h"
 #include "tools/tool.h"
 
 #define MCP_SERVER_NAME "deploy-mcp"
@@ -228,6 +229,48 @@ void mcp_req_log(mcp_request *r, enum mcp_level level, const char *logger, json_
         send_msg(r->s, msg, r->id, false);
         json_decref(msg);
     }
+}
+
+mcp_session *mcp_req_session(const mcp_request *r) { return r->s; }
+
+void mcp_req_send_request(mcp_request *r, const char *method, json_t *params)
+{
+    mcp_session *s = r->s;
+    char id[32];
+    snprintf(id, sizeof id, "srv-%llu", ++s->srv->id_counter);
+    json_t *msg = json_pack("{s:s, s:s, s:s, s:o}", "jsonrpc", "2.0", "id", id,
+                            "method", method, "params", params);
+    if (msg) {
+        send_msg(s, msg, r->id, false);
+        json_decref(msg);
+    }
+}
+
+void mcp_session_notify(mcp_session *s, const char *method, json_t *params)
+{
+    json_t *msg = json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0", "method", method,
+                            "params", params);
+    if (msg) {
+        send_msg(s, msg, NULL, false);
+        json_decref(msg);
+    }
+}
+
+bool mcp_session_client_has(const mcp_session *s, const char *path)
+{
+    json_t *node = s->client_caps;
+    char part[64];
+    while (node && *path) {
+        const char *dot = strchr(path, '.');
+        size_t n = dot ? (size_t)(dot - path) : strlen(path);
+        if (n >= sizeof part)
+            return false;
+        memcpy(part, path, n);
+        part[n] = '\0';
+        node = json_object_get(node, part);
+        path += n + (dot ? 1 : 0);
+    }
+    return node && !json_is_null(node) && !json_is_false(node);
 }
 
 void mcp_req_on_cancel(mcp_request *r, void (*cancel)(void *ud), void *ud)
@@ -486,6 +529,27 @@ static void handle_one(mcp_session *s, mcp_batch *b, json_t *msg)
         handle_request(s, b, id, json_string_value(method), params);
 }
 
+/* True when v nests arrays/objects deeper than max. Recursion is bounded by
+ * jansson's own parse depth limit (2048). */
+static bool json_depth_exceeds(json_t *v, int max)
+{
+    if (max < 0)
+        return true;
+    size_t i;
+    const char *k;
+    json_t *el;
+    if (json_is_array(v)) {
+        json_array_foreach(v, i, el)
+            if (json_depth_exceeds(el, max - 1))
+                return true;
+    } else if (json_is_object(v)) {
+        json_object_foreach(v, k, el)
+            if (json_depth_exceeds(el, max - 1))
+                return true;
+    }
+    return false;
+}
+
 static bool batches_allowed(const mcp_session *s)
 {
     /* Versions are dates, so string order is time order. */
@@ -499,10 +563,16 @@ void mcp_session_handle(mcp_session *s, const char *text, size_t len)
         return;
     }
     json_error_t jerr;
-    json_t *msg = json_loadb(text, len, JSON_ALLOW_NUL, &jerr);
+    json_t *msg = json_loadb(text, len, JSON_ALLOW_NUL | JSON_DECODE_ANY, &jerr);
     if (!msg) {
         send_error(s, NULL, NULL, RPC_PARSE_ERROR, "parse error: %s (at byte %d)",
                    jerr.text, jerr.position);
+        return;
+    }
+    if (json_depth_exceeds(msg, MCP_MAX_DEPTH)) {
+        json_decref(msg);
+        send_error(s, NULL, NULL, RPC_INVALID_REQUEST,
+                   "message nested deeper than %d levels", MCP_MAX_DEPTH);
         return;
     }
     if (!json_is_array(msg)) {
@@ -566,6 +636,8 @@ void mcp_session_close(mcp_session *s)
         }
         req_cancel(r);
     }
+    if (s->srv->gate)
+        gate_session_closed(s->srv->gate, s);
     json_decref(s->client_caps);
     free(s);
 }

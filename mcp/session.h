@@ -122,6 +122,23 @@ void mcp_req_log(mcp_request *r, enum mcp_level level, const char *logger, json_
  * mcp_req_finish. */
 void mcp_req_on_cancel(mcp_request *r, void (*cancel)(void *ud), void *ud);
 
+/* The session a request belongs to (valid while the request lives). */
+mcp_session *mcp_req_session(const mcp_request *r);
+
+/* Sends a server-to-client request (e.g. elicitation/create) on the stream
+ * of request `r` (so Streamable HTTP delivers it before r's response).
+ * Steals params. The client's answer is not awaited (it arrives as a
+ * response to an id of ours and is ignored). */
+void mcp_req_send_request(mcp_request *r, const char *method, json_t *params);
+
+/* Sends a notification that belongs to no request (e.g.
+ * notifications/elicitation/complete). Steals params. */
+void mcp_session_notify(mcp_session *s, const char *method, json_t *params);
+
+/* True when the client declared the capability at initialize, given as a
+ * dotted path into its capabilities object, e.g. "elicitation.url". */
+bool mcp_session_client_has(const mcp_session *s, const char *path);
+
 /* Sends the tools/call result and frees the request. Steals `result` (a
  * CallToolResult object). */
 void mcp_req_finish(mcp_request *r, json_t *result);

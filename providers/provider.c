@@ -228,15 +228,68 @@ int prov_escape(char *out, size_t n, const char *seg)
     return 0;
 }
 
+/* True when the text contains a "\\u" escape (only then can a lone
+ * surrogate be why parsing failed). */
+static bool memmem_u(const char *s, size_t len)
+{
+    for (size_t i = 0; i + 1 < len; i++)
+        if (s[i] == '\\' && s[i + 1] == 'u')
+            return true;
+    return false;
+}
+
+/* Rewrites unpaired surrogate escapes (\uD800-\uDFFF without a partner,
+ * as JavaScript's JSON.stringify writes for a string cut mid-emoji) to
+ * \uFFFD in place: jansson rejects them and the whole event would be lost. */
+static void fix_lone_surrogates(char *s, size_t len)
+{
+    for (size_t i = 0; i + 6 <= len; i++) {
+        if (s[i] == '\\' && s[i + 1] == '\\') {
+            i++; /* an escaped backslash: skip both */
+            continue;
+        }
+        if (s[i] != '\\' || s[i + 1] != 'u')
+            continue;
+        char hex[5] = {s[i + 2], s[i + 3], s[i + 4], s[i + 5], 0};
+        char *end;
+        unsigned long cp = strtoul(hex, &end, 16);
+        if (*end || cp < 0xD800 || cp > 0xDFFF) {
+            i += 5;
+            continue;
+        }
+        bool paired = false;
+        if (cp <= 0xDBFF && i + 12 <= len && s[i + 6] == '\\' && s[i + 7] == 'u') {
+            char lo[5] = {s[i + 8], s[i + 9], s[i + 10], s[i + 11], 0};
+            unsigned long cl = strtoul(lo, &end, 16);
+            paired = !*end && cl >= 0xDC00 && cl <= 0xDFFF;
+        }
+        if (paired) {
+            i += 11;
+        } else {
+            memcpy(s + i + 2, "FFFD", 4);
+            i += 5;
+        }
+    }
+}
+
 json_t *prov_json_parse(const char *body, size_t len)
 {
     if (!body)
         return NULL;
-    if (utf8_valid(body, len))
-        return json_loadb(body, len, JSON_ALLOW_NUL, NULL);
+    if (utf8_valid(body, len)) {
+        json_t *j = json_loadb(body, len, JSON_ALLOW_NUL, NULL);
+        if (j || !memmem_u(body, len))
+            return j;
+    }
     size_t fixed_len = 0;
     char *fixed = utf8_repair(body, len, &fixed_len);
-    json_t *j = fixed ? json_loadb(fixed, fixed_len, JSON_ALLOW_NUL, NULL) : NULL;
+    if (!fixed)
+        return NULL;
+    json_t *j = json_loadb(fixed, fixed_len, JSON_ALLOW_NUL, NULL);
+    if (!j) {
+        fix_lone_surrogates(fixed, fixed_len);
+        j = json_loadb(fixed, fixed_len, JSON_ALLOW_NUL, NULL);
+    }
     free(fixed);
     return j;
 }

@@ -1,4 +1,6 @@
 /* get_deployment.c — one deployment's current state. */
+#include "mcp/server.h"
+#include "tools/gate.h"
 #include "tools/tool_internal.h"
 
 static prov_op *start_get(prov_target *t, json_t *args, prov_result_cb cb, void *ud,
@@ -26,6 +28,12 @@ static json_t *shape_get(const prov_target *t, json_t *args, json_t *result)
 
 static void get_deployment_call(mcp_request *req, prov_target *t, json_t *args)
 {
+    const char *id = tool_arg_str(args, "deploymentId");
+    if (gate_is_request_id(id)) {
+        /* An approval request id: pending until a human decides. */
+        gate_get(mcp_req_server(req)->gate, req, t, id);
+        return;
+    }
     tool_run_op(req, t, args, start_get, shape_get);
 }
 

@@ -1,6 +1,8 @@
 /* request_publish.c — asks for a human-approved production publish of a
  * ready preview. It only ever creates the request and returns the URL where
  * a person approves or rejects it: nothing here approves or publishes. */
+#include "mcp/server.h"
+#include "tools/gate.h"
 #include "tools/tool_internal.h"
 
 static prov_op *start_publish(prov_target *t, json_t *args, prov_result_cb cb, void *ud,
@@ -29,6 +31,11 @@ static json_t *shape_publish(const prov_target *t, json_t *args, json_t *result)
 
 static void request_publish_call(mcp_request *req, prov_target *t, json_t *args)
 {
+    if (!t->ops->request_publish && t->ops->prepare_publish) {
+        /* No approval concept on the platform: deploy-mcp's own gate. */
+        gate_request(mcp_req_server(req)->gate, req, t, args);
+        return;
+    }
     tool_run_op(req, t, args, start_publish, shape_publish);
 }
 

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mcp/server.h"
+#include "tools/gate.h"
 #include "tools/tool_internal.h"
 
 typedef struct se_call {
@@ -75,6 +77,12 @@ static void se_cancel(void *ud)
 
 static void stream_events_call(mcp_request *req, prov_target *t, json_t *args)
 {
+    if (gate_is_request_id(tool_arg_str(args, "deploymentId"))) {
+        /* An approval request id: wait for the decision, then follow the
+         * production deployment. */
+        gate_follow(mcp_req_server(req)->gate, req, t, args);
+        return;
+    }
     se_call *c = calloc(1, sizeof *c);
     if (!c) {
         tool_finish_oom(req);
