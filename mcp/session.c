@@ -48,6 +48,8 @@ struct mcp_request {
     mcp_batch *batch;
     void (*cancel)(void *ud);
     void *cancel_ud;
+    void (*writable)(void *ud);
+    void *writable_ud;
     mcp_request *prev, *next;
 };
 
@@ -62,6 +64,7 @@ struct mcp_session {
     json_t *client_caps;
     mcp_request *reqs;       /* in-flight requests */
     size_t ninflight;
+    size_t nwritable;        /* requests waiting for the transport to drain */
 };
 
 /* ---- output ------------------------------------------------------------ */
@@ -169,6 +172,8 @@ static void req_unlink_free(mcp_request *r)
     if (r->next)
         r->next->prev = r->prev;
     s->ninflight--;
+    if (r->writable)
+        s->nwritable--;
     json_decref(r->id);
     json_decref(r->progress_token);
     free(r);
@@ -228,6 +233,36 @@ void mcp_req_log(mcp_request *r, enum mcp_level level, const char *logger, json_
     if (msg) {
         send_msg(r->s, msg, r->id, false);
         json_decref(msg);
+    }
+}
+
+bool mcp_req_congested(const mcp_request *r)
+{
+    const mcp_session *s = r->s;
+    return s->tp->pending && s->tp->pending(s->io) > MCP_OUT_HIGH_WATER;
+}
+
+void mcp_req_on_writable(mcp_request *r, void (*fn)(void *ud), void *ud)
+{
+    if (r->writable && !fn)
+        r->s->nwritable--;
+    else if (!r->writable && fn)
+        r->s->nwritable++;
+    r->writable = fn;
+    r->writable_ud = ud;
+}
+
+void mcp_session_drained(mcp_session *s)
+{
+    if (!s || s->nwritable == 0)
+        return;
+    for (mcp_request *r = s->reqs; r; r = r->next) {
+        if (!r->writable)
+            continue;
+        void (*fn)(void *) = r->writable;
+        void *ud = r->writable_ud;
+        mcp_req_on_writable(r, NULL, NULL);
+        fn(ud);
     }
 }
 

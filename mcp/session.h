@@ -58,12 +58,21 @@ enum mcp_level {
  *  - related_end() is called when a request ends without a response
  *    (cancelled by the client, or its session closing), so the transport can
  *    end that request's stream. May be called from mcp_session_close. */
+/* Backpressure: a transport may report the bytes it has queued for the
+ * peer (pending). Above MCP_OUT_HIGH_WATER the session reports requests as
+ * congested and streaming tools pause their upstream transfers; the
+ * transport calls mcp_session_drained once the queue is below
+ * MCP_OUT_LOW_WATER, and they resume. Nothing is dropped either way. */
+#define MCP_OUT_HIGH_WATER (4u << 20)
+#define MCP_OUT_LOW_WATER (1u << 20)
+
 typedef struct mcp_transport {
     const char *name;                     /* "stdio", "websocket", "http" */
     int (*send)(void *io, const char *msg, size_t len);
     int (*send_related)(void *io, const char *msg, size_t len, const json_t *related_id,
                         bool is_response);
     void (*related_end)(void *io, const json_t *related_id);
+    size_t (*pending)(void *io);          /* optional: bytes queued for the peer */
 } mcp_transport;
 
 /* True when `version` is a protocol version this server negotiates (for the
@@ -121,6 +130,18 @@ void mcp_req_log(mcp_request *r, enum mcp_level level, const char *logger, json_
  * of the call's work and free the tool's own state; it must not call
  * mcp_req_finish. */
 void mcp_req_on_cancel(mcp_request *r, void (*cancel)(void *ud), void *ud);
+
+/* True when the session's transport has more than MCP_OUT_HIGH_WATER bytes
+ * queued for a client that is not reading fast enough. */
+bool mcp_req_congested(const mcp_request *r);
+
+/* Registers fn to run (once) when the transport has drained after
+ * congestion; NULL unregisters. The registration dies with the request. */
+void mcp_req_on_writable(mcp_request *r, void (*fn)(void *ud), void *ud);
+
+/* Transport side: the queue fell below MCP_OUT_LOW_WATER; runs the
+ * requests' writable callbacks. */
+void mcp_session_drained(mcp_session *s);
 
 /* The session a request belongs to (valid while the request lives). */
 mcp_session *mcp_req_session(const mcp_request *r);

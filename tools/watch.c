@@ -8,6 +8,7 @@
 #include "mcp/server.h"
 
 struct watch {
+    mcp_request *req;
     prov_target *t;
     prov_stream *stream;
     prov_op *lookup;             /* final get_deployment in flight */
@@ -23,6 +24,7 @@ struct watch {
     bool timed_out;
     bool have_err;
     bool over;                   /* the stream has ended or was closed */
+    bool paused;                 /* upstream paused: the client is not reading */
     prov_error err;
 };
 
@@ -74,6 +76,10 @@ static void on_lookup(void *ud, json_t *result, const prov_error *err)
 static void stream_over(watch *w)
 {
     w->over = true;
+    if (w->paused) {
+        mcp_req_on_writable(w->req, NULL, NULL);
+        w->paused = false;
+    }
     w->ended_ns = uv_hrtime();
     uv_timer_stop(&w->deadline);
     prov_status st = relay_status(w->relay);
@@ -101,11 +107,28 @@ static void capture_cursor(watch *w)
     }
 }
 
+static void on_writable(void *ud)
+{
+    watch *w = ud;
+    w->paused = false;
+    if (w->stream)
+        prov_stream_pause(w->stream, false);
+}
+
 static void on_event(void *ud, const prov_event *ev)
 {
     watch *w = ud;
-    if (!w->over)
-        relay_event(w->relay, ev);
+    if (w->over)
+        return;
+    relay_event(w->relay, ev);
+    /* Backpressure: while the client does not read, stop reading upstream
+     * (the platform's connection holds the rest) instead of queueing without
+     * bound; resume when the transport has drained. */
+    if (!w->paused && w->stream && mcp_req_congested(w->req)) {
+        w->paused = true;
+        prov_stream_pause(w->stream, true);
+        mcp_req_on_writable(w->req, on_writable, w);
+    }
 }
 
 static void on_end(void *ud, const prov_error *err)
@@ -142,6 +165,7 @@ watch *watch_start(mcp_request *req, prov_target *t, const watch_opts *o, watch_
         prov_error_set(err, "internal_error", 0, true, "out of memory");
         return NULL;
     }
+    w->req = req;
     w->t = t;
     w->done = done;
     w->ud = ud;
@@ -189,6 +213,8 @@ void watch_cancel(watch *w)
         prov_op_cancel(w->lookup);
         w->lookup = NULL;
     }
+    /* The request is already gone (cancelled): its writable registration
+     * went with it, so w->req must not be touched here. */
     w->over = true;
     relay_detach(w->relay);
     watch_destroy(w);

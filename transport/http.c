@@ -227,7 +227,10 @@ static void http_related_end(void *io, const json_t *id)
     wake(c);
 }
 
-static const mcp_transport http_tp = {"http", http_send, http_send_related, http_related_end};
+static const mcp_transport http_tp = {
+    .name = "http", .send = http_send, .send_related = http_send_related,
+    .related_end = http_related_end,
+};
 
 static hsess *sess_find(listener *l, const char *id)
 {

@@ -106,6 +106,9 @@ static void after_write(stdio_transport *t, int status)
         flush(t);
     else if (t->stopping)
         finish_output(t);
+    /* The client is reading again: let paused streams go on. */
+    if (t->session && !t->stopping && t->q_len + t->inflight_bytes < MCP_OUT_LOW_WATER)
+        mcp_session_drained(t->session);
     maybe_free(t);
 }
 
@@ -206,7 +209,11 @@ static int stdio_send(void *io, const char *msg, size_t len)
     return 0;
 }
 
-static const mcp_transport stdio_tp = { .name = "stdio", .send = stdio_send };
+static size_t stdio_pending_io(void *io) { return stdio_pending(io); }
+
+static const mcp_transport stdio_tp = {
+    .name = "stdio", .send = stdio_send, .pending = stdio_pending_io,
+};
 
 size_t stdio_pending(const stdio_transport *t) { return t->q_len + t->inflight_bytes; }
 

@@ -59,7 +59,9 @@ static int ws_send(void *io, const char *msg, size_t len)
     return 0;
 }
 
-static const mcp_transport ws_tp = {"websocket", ws_send, NULL, NULL};
+static size_t ws_pending(void *io) { return ((wconn *)io)->q_bytes; }
+
+static const mcp_transport ws_tp = {.name = "websocket", .send = ws_send, .pending = ws_pending};
 
 static void conn_free(wconn *c)
 {
@@ -151,6 +153,9 @@ static int on_writeable(wconn *c, struct lws *wsi)
         return -1;
     if (c->q_head)
         lws_callback_on_writable(wsi);
+    /* The client reads again: streams paused for it may go on. */
+    if (c->q_bytes < MCP_OUT_LOW_WATER)
+        mcp_session_drained(c->session);
     return 0;
 }
 
