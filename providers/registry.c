@@ -5,11 +5,13 @@
 #include "providers/provider.h"
 
 extern const struct provider prov_showly;
+extern const struct provider prov_bigcommerce;
 extern const struct provider prov_mixpeek;
 extern const struct provider prov_bluelink;
 
 const struct provider *const prov_all[] = {
     &prov_showly,
+    &prov_bigcommerce,
     &prov_mixpeek,
     &prov_bluelink,
     NULL,

@@ -261,9 +261,13 @@ def main():
         assert all(e["id"] is None for e in evs) and b"\nid:" not in body
         ts = [json.loads(e["data"])["ts"] for e in evs[:-1]]
         assert ts == sorted(ts) and ts == d["_fake"]["timestamps"], ts
-        early = max(n for t, n in arrivals if t < 0.06)
-        assert early >= 2, arrivals                 # cached lines at once
-        assert arrivals[-1][0] > 0.2, arrivals      # the rest live
+        # Cached lines come in the first read; the rest arrive live, later.
+        # (Measured from the first read, so a loaded machine does not matter.)
+        assert arrivals, arrivals
+        t_first = arrivals[0][0]
+        burst = max(n for t, n in arrivals if t - t_first < 0.05)
+        assert burst >= 2, arrivals                          # cached lines at once
+        assert arrivals[-1][0] - t_first > 0.15, arrivals    # the rest live
 
     def t_replay_and_drops():
         d = c.ctl("POST", "/deploys", {"status": "complete", "knobs": {"lines": 10,

@@ -78,8 +78,9 @@ for (const kind of Object.keys(transports)) {
 
   test(`${kind}: stream_events relays progress and logs live, then the result`, { timeout: 60000 }, async () => {
     const c = await connect(kind);
-    // Created after connecting, so its events (~100 ms apart) are still to come.
-    const dep = await fake.createDeployment();
+    // Created after connecting, with events 400 ms apart, so most are still to
+    // come when the call starts even on a loaded machine.
+    const dep = await fake.createDeployment({ slow_ms: 400 });
     try {
       const progress = [];
       const result = await c.client.callTool(
