@@ -31,6 +31,8 @@
 #include "mcp/log.h"
 #include "providers/b64.h"
 #include "providers/provider.h"
+#include "providers/utf8.h"
+#include "tools/sha256.h"
 #include "providers/zip.h"
 
 #define BC_DEFAULT_BASE "https://api.bigcommerce.com"
@@ -247,11 +249,8 @@ static bool bc_credentials_ok(const prov_target *t, char *problem, size_t n)
 
 static const char *bc_unsupported_hint(const char *tool)
 {
-    if (tool && strcmp(tool, "request_publish") == 0)
-        return "Production publishes on BigCommerce go through deploy-mcp's own human "
-               "approval gate, which is not enabled in this build. Deploy a preview with "
-               "create_preview and follow it with stream_events.";
-    return NULL;
+    (void)tool;
+    return NULL; /* BigCommerce supports every deploy-mcp tool */
 }
 
 /* ---- requests and errors ------------------------------------------------ */
@@ -405,6 +404,8 @@ typedef struct bc_create {
     char *message;
     char *upload_url;                  /* a credential: wiped, never shown */
     char upload_uuid[BC_ID_MAX];
+    bool production;                   /* a publish approved on the gate's page */
+    char digest[ZIP_DIGEST_HEX + 1];   /* publish: the source's artifact digest */
 } bc_create;
 
 static void wipe(char *s)
@@ -432,6 +433,8 @@ static void bc_create_free(void *p)
     free(st->message);
     free(st);
 }
+
+static void start_create(prov_op *op);
 
 static void fail_op(prov_op *op, const char *code, long status, bool retryable,
                     const char *msg)
@@ -467,19 +470,21 @@ static void step_created(prov_op *op, const http_response *res)
     if (!r)
         r = record_add(c, id);
     json_t *dep = NULL;
+    const char *env = st->production ? "production" : "preview";
+    const char *project = st->production ? c->production_project_uuid : c->project_uuid;
     if (r) {
-        snprintf(r->environment, sizeof r->environment, "preview");
+        snprintf(r->environment, sizeof r->environment, "%s", env);
         now_iso(r->created_at, sizeof r->created_at);
         snprintf(r->upload_uuid, sizeof r->upload_uuid, "%s", st->upload_uuid);
-        snprintf(r->project, sizeof r->project, "%s", c->project_uuid);
-        snprintf(r->digest, sizeof r->digest, "%s", st->zres ? st->zres->digest : "");
+        snprintf(r->project, sizeof r->project, "%s", project);
+        snprintf(r->digest, sizeof r->digest, "%s", st->zres ? st->zres->digest : st->digest);
         r->bytes = st->zres ? st->zres->size : 0;
         set_owned(&r->message, st->message);
         dep = record_json(t, r);
     } else {
-        dep = prov_deployment(t, id, "preview", PROV_ST_QUEUED, "queued", NULL, NULL);
+        dep = prov_deployment(t, id, env, PROV_ST_QUEUED, "queued", NULL, NULL);
     }
-    log_info("bigcommerce: created deployment %s on project %s", id, c->project_uuid);
+    log_info("bigcommerce: created deployment %s on project %s", id, project);
     json_decref(root); /* id points into it */
     if (!dep) {
         fail_op(op, "internal_error", 0, true, "out of memory");
@@ -492,9 +497,6 @@ static void step_created(prov_op *op, const http_response *res)
  * error XML echoes the signature back), so its body is never quoted. */
 static void step_uploaded(prov_op *op, const http_response *res)
 {
-    prov_target *t = prov_op_target(op);
-    bc_create *st = prov_op_state(op);
-    bc_cfg *c = cfg_of(t);
     if (res->status == 0) {
         fail_op(op, "network_error", 0, true,
                 "the upload of the bundle to BigCommerce's storage broke off (network "
@@ -518,10 +520,22 @@ static void step_uploaded(prov_op *op, const http_response *res)
         prov_op_fail(op, &e);
         return;
     }
+    start_create(op);
+}
+
+/* POSTs the deployment of st->upload_uuid on the preview project (or, for
+ * an approved publish, the production project). */
+static void start_create(prov_op *op)
+{
+    prov_target *t = prov_op_target(op);
+    bc_create *st = prov_op_state(op);
+    bc_cfg *c = cfg_of(t);
     char url[PROV_URL_MAX];
     snprintf(url, sizeof url, "%s/infrastructure/deployments", c->api);
     json_t *body = json_pack("{s:s, s:s, s:[]}", "upload_uuid", st->upload_uuid,
-                             "project_uuid", c->project_uuid, "environment_variables");
+                             "project_uuid",
+                             st->production ? c->production_project_uuid : c->project_uuid,
+                             "environment_variables");
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     bc_headers h;
@@ -976,10 +990,25 @@ static int parse_snapshot(prov_target *t, bc_stream_state *s, json_t *d, prov_em
         snprintf(url, sizeof url, "%s", du);
     else if (host && *host)
         snprintf(url, sizeof url, "%s%s", strstr(host, "://") ? "" : "https://", host);
+    utf8_trim_cstr(url); /* a cut mid-character would make jansson drop the URL */
 
-    char key[BC_SNAPSHOT_KEY_MAX];
-    snprintf(key, sizeof key, "%s|%s|%g|%d|%d|%s", word ? word : "", step ? step : "",
-             progress, has_err, code, url);
+    /* The repeat-detection key hashes the whole snapshot, so two snapshots
+     * that differ only in a long field stay distinct, and the key (which
+     * travels in cursors) is plain ASCII whatever the platform sends. */
+    char key[2 * TOOL_SHA256_LEN + 1];
+    {
+        char nums[64];
+        snprintf(nums, sizeof nums, "|%g|%d|%d|", progress, has_err, code);
+        const char *parts[] = {word ? word : "", "|", step ? step : "", nums, url};
+        tool_sha256_ctx h;
+        tool_sha256_init(&h);
+        for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+            tool_sha256_update(&h, parts[i], strlen(parts[i]) + 1);
+        unsigned char digest[TOOL_SHA256_LEN];
+        tool_sha256_final(&h, digest);
+        for (size_t i = 0; i < TOOL_SHA256_LEN; i++)
+            snprintf(key + 2 * i, 3, "%02x", digest[i]);
+    }
     prov_status st = map_status(word);
     bool terminal = st == PROV_ST_READY || st == PROV_ST_FAILED || has_err;
     if (s->have_last && strcmp(key, s->last) == 0)
@@ -1203,12 +1232,100 @@ static int bc_stream_parse(prov_target *t, void *state, enum prov_stream_kind ki
     return r;
 }
 
+/* ---- human-gated production publish --------------------------------------- */
+
+static prov_op *bc_prepare_publish(prov_target *t, const char *source_id, prov_result_cb cb,
+                                   void *ud, prov_error *err)
+{
+    bc_cfg *c = cfg_of(t);
+    if (!c->production_project_uuid) {
+        prov_error_set(err, "no_production_project", 0, false,
+                       "target \"%s\" has no productionProjectUuid: add the UUID of the "
+                       "production project to it in the config, then request the publish again",
+                       t->cfg->name);
+        return NULL;
+    }
+    bc_record *r = record_find(c, source_id);
+    if (!r || !r->upload_uuid[0]) {
+        prov_error_set(err, "unknown_source", 0, false,
+                       "deployment %s was not created by this deploy-mcp process, so its "
+                       "upload is unknown (BigCommerce has no API to look it up): deploy the "
+                       "bundle again with create_preview and publish that deployment",
+                       source_id);
+        return NULL;
+    }
+    if (r->status != PROV_ST_READY) {
+        prov_error_set(err, "source_not_ready", 0, false,
+                       "deployment %s is not ready (last seen: %s): follow it with "
+                       "stream_events until it is ready, then request the publish",
+                       source_id, prov_status_name(r->status));
+        return NULL;
+    }
+    char plan[1024];
+    snprintf(plan, sizeof plan,
+             "deploy upload %s%s%.12s%s to production project %s (the same bundle as preview "
+             "deployment %s)", r->upload_uuid, r->digest[0] ? " (artifact sha256 " : "",
+             r->digest, r->digest[0] ? "…)" : "", c->production_project_uuid, r->id);
+    json_t *source = json_pack("{s:s, s:s, s:s}", "uploadUuid", r->upload_uuid,
+                               "productionProject", c->production_project_uuid,
+                               "sourceDeploymentId", r->id);
+    if (source && r->digest[0])
+        json_object_set_new(source, "artifactDigest", json_string(r->digest));
+    if (source && r->url)
+        json_object_set_new(source, "url", json_string(r->url));
+    prov_op *op = prov_op_new(t, cb, ud, NULL, NULL);
+    json_t *result = json_pack("{s:s, s:o}", "plan", plan, "source", source);
+    if (!op || !result) {
+        json_decref(result);
+        prov_op_cancel(op);
+        prov_error_set(err, "internal_error", 0, true, "out of memory");
+        return NULL;
+    }
+    prov_op_succeed_later(op, result);
+    return op;
+}
+
+static prov_op *bc_publish(prov_target *t, json_t *source, prov_result_cb cb, void *ud,
+                           prov_error *err)
+{
+    bc_cfg *c = cfg_of(t);
+    const char *upload = json_string_value(json_object_get(source, "uploadUuid"));
+    const char *project = json_string_value(json_object_get(source, "productionProject"));
+    if (!upload || strlen(upload) >= BC_ID_MAX || !project || !c->production_project_uuid ||
+        strcmp(project, c->production_project_uuid) != 0) {
+        /* The config changed since the human approved: do not publish
+         * somewhere they did not see. */
+        prov_error_set(err, "publish_mismatch", 0, false,
+                       "the approved request names production project %s, but the target now "
+                       "has %s; nothing was published: request the publish again",
+                       project ? project : "(none)",
+                       c->production_project_uuid ? c->production_project_uuid : "none");
+        return NULL;
+    }
+    bc_create *st = calloc(1, sizeof *st);
+    if (!st) {
+        prov_error_set(err, "internal_error", 0, true, "out of memory");
+        return NULL;
+    }
+    st->production = true;
+    snprintf(st->upload_uuid, sizeof st->upload_uuid, "%s", upload);
+    const char *digest = json_string_value(json_object_get(source, "artifactDigest"));
+    snprintf(st->digest, sizeof st->digest, "%s", digest ? digest : "");
+    prov_op *op = prov_op_new(t, cb, ud, st, bc_create_free);
+    if (!op) {
+        prov_error_set(err, "internal_error", 0, true, "out of memory");
+        return NULL;
+    }
+    start_create(op);
+    return op;
+}
+
 const struct provider prov_bigcommerce = {
     .name = "bigcommerce",
     .display_name = "BigCommerce",
-    /* request_publish arrives with deploy-mcp's approval gate. */
-    .caps = PROV_CAP_CREATE_PREVIEW | PROV_CAP_STREAM_EVENTS | PROV_CAP_TAIL_LOGS |
-            PROV_CAP_GET | PROV_CAP_LIST,
+    /* request_publish goes through deploy-mcp's approval gate. */
+    .caps = PROV_CAP_CREATE_PREVIEW | PROV_CAP_REQUEST_PUBLISH | PROV_CAP_STREAM_EVENTS |
+            PROV_CAP_TAIL_LOGS | PROV_CAP_GET | PROV_CAP_LIST,
     .logs_need_deployment = false,
     .local_records_only = true,
     .native_idempotency = false,
@@ -1228,4 +1345,6 @@ const struct provider prov_bigcommerce = {
     .stream_parse = bc_stream_parse,
     .map_http_error = bc_map_http_error,
     .stream_state_complete = bc_stream_state_complete,
+    .prepare_publish = bc_prepare_publish,
+    .publish = bc_publish,
 };

@@ -32,6 +32,7 @@
 #include "providers/b64.h"
 #include "providers/hmac.h"
 #include "providers/provider.h"
+#include "providers/utf8.h"
 
 #define BL_DEFAULT_BASE "http://localhost:8325"
 #define BL_API_PREFIX "/v1"
@@ -209,6 +210,10 @@ static void appendf(char *buf, size_t cap, size_t *off, const char *fmt, ...)
     va_end(ap);
     if (w > 0)
         *off = *off + (size_t)w < cap - 1 ? *off + (size_t)w : cap - 1;
+    /* A cut inside a character would make the message invalid UTF-8, and
+     * jansson would drop it. */
+    *off = utf8_trim_incomplete(buf, *off);
+    buf[*off] = '\0';
 }
 
 /* "a, b, c" from the strings of an array (at most max, then ", and N more"). */

@@ -43,6 +43,10 @@ void prov_error_set(prov_error *e, const char *code, long http_status, bool retr
     va_start(ap, fmt);
     vsnprintf(e->message, sizeof e->message, fmt, ap);
     va_end(ap);
+    /* A cut inside a character would make the text invalid UTF-8, and
+     * jansson would drop the whole field. */
+    utf8_trim_cstr(e->code);
+    utf8_trim_cstr(e->message);
 }
 
 const char *prov_secret(const char *env_name)

@@ -20,6 +20,7 @@
 #include "mcp/log.h"
 #include "providers/b64.h"
 #include "providers/provider.h"
+#include "providers/utf8.h"
 
 #define STREAM_CONNECT_TIMEOUT_MS 10000
 #define STREAM_IDLE_TIMEOUT_MS    90000   /* no byte (not even a keep-alive) */
@@ -115,6 +116,7 @@ static void emit(void *sink, const prov_event *ev)
         s->status = ev->status;
         snprintf(s->provider_status, sizeof s->provider_status, "%s",
                  ev->provider_status ? ev->provider_status : prov_status_name(ev->status));
+        utf8_trim_cstr(s->provider_status);
     }
     if (ev->url && (!s->url || strcmp(s->url, ev->url) != 0)) {
         free(s->url);

@@ -133,3 +133,26 @@ size_t utf8_truncate(const char *s, size_t len, size_t max)
         return n;
     return max;
 }
+
+size_t utf8_trim_incomplete(const char *s, size_t len)
+{
+    /* Find the lead byte of the last sequence (at most 3 continuation bytes
+     * back) and drop the sequence if it is shorter than the lead declares. */
+    size_t back = 0;
+    while (back < 4 && back < len && ((unsigned char)s[len - 1 - back] & 0xC0) == 0x80)
+        back++;
+    if (back == len)
+        return len;
+    unsigned char lead = (unsigned char)s[len - 1 - back];
+    size_t need = lead < 0x80 ? 1 : (lead & 0xE0) == 0xC0 ? 2 : (lead & 0xF0) == 0xE0 ? 3
+                : (lead & 0xF8) == 0xF0 ? 4 : 1;
+    return back + 1 < need ? len - 1 - back : len;
+}
+
+size_t utf8_trim_cstr(char *s)
+{
+    size_t n = strlen(s);
+    size_t m = utf8_trim_incomplete(s, n);
+    s[m] = '\0';
+    return m;
+}

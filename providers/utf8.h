@@ -24,4 +24,11 @@ char *utf8_repair(const char *s, size_t len, size_t *out_len);
  * code point; returns the new length. */
 size_t utf8_truncate(const char *s, size_t len, size_t max);
 
+/* Length of s[0..len) without a trailing incomplete UTF-8 sequence (what
+ * snprintf leaves when it cuts text to fit a buffer mid-character). */
+size_t utf8_trim_incomplete(const char *s, size_t len);
+
+/* Same, in place on a NUL-terminated buffer; returns the new length. */
+size_t utf8_trim_cstr(char *s);
+
 #endif
