@@ -156,15 +156,14 @@ static void test_table(void **state)
     assert_true(p->local_records_only);
     assert_false(p->logs_need_deployment);
     assert_false(p->native_idempotency);
-    /* The approval gate (a separate change) adds request_publish. */
+    /* No approval concept on the platform: publishes go through
+     * deploy-mcp's gate (prepare_publish/publish), never request_publish. */
     assert_null(p->request_publish);
-    assert_false(p->caps & PROV_CAP_REQUEST_PUBLISH);
+    assert_true(p->caps & PROV_CAP_REQUEST_PUBLISH);
+    assert_non_null(p->prepare_publish);
+    assert_non_null(p->publish);
     assert_true(p->caps & PROV_CAP_CREATE_PREVIEW);
     assert_true(p->caps & PROV_CAP_TAIL_LOGS);
-    const char *hint = p->unsupported_hint("request_publish");
-    assert_non_null(strstr(hint, "approval gate"));
-    assert_non_null(strstr(hint, "create_preview"));
-    assert_non_null(strstr(hint, "stream_events"));
 }
 
 static void test_configure(void **state)
