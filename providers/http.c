@@ -1076,6 +1076,10 @@ static bool req_setup(http_req *r, const http_opts *o)
     SETOPT_OR_FAIL(r, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
     SETOPT_OR_FAIL(r, CURLOPT_ERRORBUFFER, r->errbuf);
     SETOPT_OR_FAIL(r, CURLOPT_WRITEFUNCTION, write_cb);
+    /* Event streams trickle small events; curl's default 16 KiB receive
+     * buffer per transfer would dominate the memory of a live stream. */
+    if (r->stream)
+        SETOPT_OR_FAIL(r, CURLOPT_BUFFERSIZE, (long)HTTP_STREAM_BUFFER_BYTES);
     SETOPT_OR_FAIL(r, CURLOPT_WRITEDATA, r);
     SETOPT_OR_FAIL(r, CURLOPT_HEADERFUNCTION, header_cb);
     SETOPT_OR_FAIL(r, CURLOPT_HEADERDATA, r);

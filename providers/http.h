@@ -34,6 +34,7 @@
 #define HTTP_DEFAULT_MAX_BODY   (16u << 20)  /* buffered responses */
 #define HTTP_MAX_HEADER_BYTES   (64u << 10)  /* response headers kept per transfer */
 #define HTTP_DEFAULT_CONNECT_MS 10000
+#define HTTP_STREAM_BUFFER_BYTES 4096        /* curl receive buffer of streaming transfers */
 
 typedef struct http_client http_client;
 typedef struct http_req http_req;
