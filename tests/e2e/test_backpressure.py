@@ -104,6 +104,52 @@ def slow_client_bounded_memory_and_nothing_lost():
     assert p.returncode == 0
 
 
+@suite.test
+def websocket_client_that_stops_reading():
+    # Same over WebSocket: the server must pause the upstream rather than
+    # queue (or drop the client), and deliver everything once it reads.
+    from test_listener import WS, Listener
+    fake.call("POST", "/_fake/reset", {})
+    dep = fake.call("POST", "/_fake/deployments",
+                    {"siteId": "s", "knobs": {"burst_lines": LINES, "burst_events": 3000}})
+    srv = Listener(config={"targets": {"web": {"provider": "showly", "siteId": "s",
+                                               "baseUrl": fake.url}}})
+    ws = None
+    try:
+        ws = WS(srv)
+        assert ws.status == 101, ws.head
+        ws.send({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                 "params": {"protocolVersion": "2025-11-25", "capabilities": {}}})
+        assert ws.recv()["id"] == 1
+        base = rss_kb(srv.proc.pid)
+        ws.send({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                 "params": {"name": "stream_events", "arguments": {"deploymentId": dep["id"]}}})
+        peak = base
+        for _ in range(45):
+            time.sleep(0.1)
+            peak = max(peak, rss_kb(srv.proc.pid))
+        growth_mb = (peak - base) / 1024
+        print(f"  websocket: rss base {base // 1024} MB, peak while not reading "
+              f"{peak // 1024} MB, growth {growth_mb:.1f} MB", flush=True)
+        if not is_asan_build():
+            assert growth_mb < 12, f"memory grew {growth_mb:.1f} MB while the client was not reading"
+        expect, result = 1, None
+        while result is None:
+            m = ws.recv()
+            if m.get("method") == "notifications/message":
+                for line in m["params"]["data"]["lines"]:
+                    assert line == f"burst line {expect}/{LINES}", (line, expect)
+                    expect += 1
+            elif m.get("id") == 2:
+                result = m["result"]
+        assert expect - 1 == LINES and result["structuredContent"]["logLineCount"] == LINES
+        assert "not reading" not in srv.stderr(), "the client was dropped instead of paused"
+    finally:
+        if ws:
+            ws.close()
+        assert srv.stop() == 0
+
+
 if __name__ == "__main__":
     fake = Fake("showly")
     try:
