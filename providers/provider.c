@@ -11,6 +11,14 @@
 #include "mcp/log.h"
 #include "providers/utf8.h"
 
+/* curl failures that retrying will not fix: certificate problems. */
+static bool tls_failure(int curl_code)
+{
+    return curl_code == 60 /* peer certificate */ || curl_code == 58 /* client cert */ ||
+           curl_code == 77 /* CA file */ || curl_code == 83 /* issuer */ ||
+           curl_code == 90 /* pinned key */;
+}
+
 static const char *const status_names[] = {"queued", "building", "ready", "failed", "canceled"};
 
 const char *prov_status_name(prov_status st)
@@ -26,6 +34,12 @@ prov_status prov_status_parse(const char *word)
         if (strcmp(word, status_names[i]) == 0)
             return (prov_status)i;
     return PROV_ST_UNKNOWN;
+}
+
+bool prov_curl_permanent(int curl_code)
+{
+    return tls_failure(curl_code) || curl_code == 6 /* host not resolved */ ||
+           curl_code == 1 /* unsupported protocol */ || curl_code == 3 /* malformed URL */;
 }
 
 bool prov_status_terminal(prov_status st)
@@ -119,6 +133,14 @@ static void op_http_done(void *ud, const http_response *res)
 {
     prov_op *op = ud;
     op->req = NULL; /* the client frees it after this callback */
+    if (res->curl_code != 0 && !res->truncated && res->status != 0) {
+        /* The connection broke after the status line: the body is partial,
+         * so this is a network failure, not the platform's answer. */
+        http_response broken = *res;
+        broken.status = 0;
+        op->step(op, &broken);
+        return;
+    }
     op->step(op, res);
 }
 
@@ -300,6 +322,15 @@ json_t *prov_json_parse(const char *body, size_t len)
 
 void prov_network_error(prov_error *e, const prov_target *t, const http_response *res)
 {
+    if (tls_failure(res->curl_code)) {
+        prov_error_set(e, "tls_error", 0, false,
+                       "could not establish a trusted TLS connection to %s%s%s; if it uses a "
+                       "private CA, set caFile on the target to that CA's PEM file (the "
+                       "certificate is never accepted unverified)",
+                       t->ops->display_name, res->error && *res->error ? ": " : "",
+                       res->error ? res->error : "");
+        return;
+    }
     prov_error_set(e, "network_error", 0, true,
                    "could not reach %s%s%s; check the target's baseUrl and the network, "
                    "then retry", t->ops->display_name, res->error && *res->error ? ": " : "",

@@ -288,6 +288,10 @@ int prov_escape(char *out, size_t n, const char *segment);
  * rejects it). Returns a new reference or NULL. */
 json_t *prov_json_parse(const char *body, size_t len);
 
+/* True for curl failures that retrying cannot fix (name resolution,
+ * certificate problems, a malformed URL). */
+bool prov_curl_permanent(int curl_code);
+
 /* Message for a transport-level failure (status 0) into *e: network_error,
  * retryable, naming the platform and curl's reason. */
 void prov_network_error(prov_error *e, const prov_target *t, const http_response *res);

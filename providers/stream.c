@@ -285,6 +285,14 @@ static void on_done(void *ud, const http_response *res)
             stream_end(s, &e);
             return;
         }
+    } else if (res->status == 0 && prov_curl_permanent(res->curl_code)) {
+        /* DNS failure, untrusted certificate, bad CA file: reconnecting
+         * cannot help, and the caller must learn why. */
+        prov_error e;
+        prov_network_error(&e, s->t, res);
+        e.retryable = false;
+        stream_end(s, &e);
+        return;
     } else if (!s->spec.reconnect) {
         prov_error e;
         if (res->curl_code != 0)

@@ -7,6 +7,10 @@
 
 #include "mcp/server.h"
 
+#define WATCH_LOOKUP_MS 2000   /* the final status lookup's own time limit */
+
+static void on_deadline(uv_timer_t *timer);
+
 struct watch {
     mcp_request *req;
     prov_target *t;
@@ -92,8 +96,10 @@ static void stream_over(watch *w)
         prov_error e;
         memset(&e, 0, sizeof e);
         w->lookup = w->t->ops->get_deployment(w->t, w->id, on_lookup, w, &e);
-        if (w->lookup)
+        if (w->lookup) {
+            uv_timer_start(&w->deadline, on_deadline, WATCH_LOOKUP_MS, 0);
             return;
+        }
     }
     complete(w);
 }
@@ -148,6 +154,14 @@ static void on_end(void *ud, const prov_error *err)
 static void on_deadline(uv_timer_t *timer)
 {
     watch *w = timer->data;
+    if (w->lookup) {
+        /* The final lookup took too long: answer with what the stream said
+         * rather than keep the caller waiting past its time limit. */
+        prov_op_cancel(w->lookup);
+        w->lookup = NULL;
+        complete(w);
+        return;
+    }
     if (w->over || !w->stream)
         return;
     capture_cursor(w);

@@ -8,6 +8,7 @@ functions and calls suite.run(), which prints one line per test and a final
 import json
 import os
 import queue
+import shlex
 import shutil
 import signal
 import subprocess
@@ -22,6 +23,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TESTS_DIR = os.environ.get("TESTS_DIR", os.path.dirname(HERE))
 BIN = os.environ.get("DEPLOY_MCP_BIN", os.path.join(os.path.dirname(TESTS_DIR), "build", "deploy-mcp"))
 TOKEN = "sk_live_e2e_SECRET_0123456789abcdef"
+# DEPLOY_MCP_WRAPPER (e.g. "valgrind --error-exitcode=99 -q") is split and put
+# in front of the binary's argv; waits then get E2E_TIME_SCALE (default 10
+# under a wrapper, else 1) times longer.
+WRAPPER = shlex.split(os.environ.get("DEPLOY_MCP_WRAPPER", ""))
+TIME_SCALE = float(os.environ.get("E2E_TIME_SCALE", "10" if WRAPPER else "1"))
 
 
 class Fake:
@@ -70,7 +76,7 @@ class Server:
     def __init__(self, config=None, env=None, args=(), cwd=None):
         self.tmp = tempfile.mkdtemp(prefix="dmcp-e2e-")
         self.cwd = cwd or self.tmp
-        argv = [BIN, *args]
+        argv = [*WRAPPER, BIN, *args]
         if config is not None:
             path = os.path.join(self.tmp, "config.json")
             with open(path, "w") as f:
@@ -138,6 +144,7 @@ class Server:
 
     def wait_response(self, rid, timeout=30):
         key = json.dumps(rid)
+        timeout *= TIME_SCALE
         deadline = time.monotonic() + timeout
         with self.cond:
             while key not in self.responses:
@@ -183,7 +190,7 @@ class Server:
             return out
 
     def wait_notes(self, method, count, token=None, timeout=20):
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout * TIME_SCALE
         while True:
             got = self.notes_where(method, token)
             if len(got) >= count:
@@ -208,13 +215,13 @@ class Server:
             pass
 
     def wait_exit(self, timeout=5):
-        return self.proc.wait(timeout)
+        return self.proc.wait(timeout * TIME_SCALE)
 
     def close(self):
         if self.proc.poll() is None:
             self.close_stdin()
             try:
-                self.proc.wait(5)
+                self.proc.wait(5 * TIME_SCALE)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()

@@ -57,9 +57,13 @@ DEPLOYMENT_KNOBS = {
     "slow_ms": int, "event_delay_ms": int, "burst_lines": int,
     "burst_events": int, "outcome": str, "fail": bool, "fail_message": str,
     "oversize": bool, "oversize_bytes": int,
+    # one log event whose data spans many lines, each under the 1 MiB line
+    # cap, together over deploy-mcp's 8 MiB event cap (raw, not JSON)
+    "oversize_event_bytes": int,
 }
 SCRIPT_KNOBS = ("slow_ms", "event_delay_ms", "burst_lines", "burst_events",
-                "outcome", "fail", "fail_message", "oversize", "oversize_bytes")
+                "outcome", "fail", "fail_message", "oversize", "oversize_bytes",
+                "oversize_event_bytes")
 GLOBAL_KNOBS = ("quota_exceeded", "next_deploy", "default_knobs",
                 "approval_shape", "approval_url_base", "latency_ms", "errors",
                 "missing_sites")
@@ -236,6 +240,10 @@ class Deployment:
                 size = int(k.get("oversize_bytes") or DEFAULT_OVERSIZE)
                 head = "oversize line: "
                 log([head + "x" * max(0, size - len(head))])
+            if k.get("oversize_event_bytes"):
+                size, line = int(k["oversize_event_bytes"]), 256 * 1024
+                evs.append({"event": "log", "delay_ms": step,
+                            "raw": b"\n".join([b"y" * (line - 1)] * max(1, size // line))})
             if outcome == "failed":
                 log(["Building", "> next build",
                      "Error: Module not found: Can't resolve './missing'",
