@@ -12,9 +12,18 @@
  * get/list answer for them from what this process staged and observed, kept
  * in t->priv (capped, oldest dropped first).
  *
+ * Production publishes go through deploy-mcp's own approval gate
+ * (tools/gate.h): prepare_publish accepts a change set this process staged
+ * and saw reach CHANGES_STAGED, and describes its changes; after a human
+ * approved, publish deploys it (POST /deployments/instances for a new
+ * instance, PATCH /deployments/instances/{idOrName} for an existing one).
+ * The production Deployment is the instance, so stream_events follows the
+ * instance stream.
+ *
  * Streams resume exclusively with Last-Event-ID; without it the engine
- * replays the last 300 s, so the first connect to a change set passes the
- * lastEventId its POST returned. Bluelink-Signature-V1 signs a date the
+ * replays the last 300 s, so the first connect to a change set or to an
+ * instance this process deployed passes the lastEventId its POST/PATCH
+ * returned (otherwise an earlier deployment's events would be replayed). Bluelink-Signature-V1 signs a date the
  * engine accepts for ±300 s, so signed headers are rebuilt before every
  * connect (stream_prepare) rather than once per stream.
  *
@@ -54,6 +63,8 @@
 #define BL_MAX_DETAILS 5           /* validation errors quoted in one error */
 #define BL_LIST_DEFAULT_LIMIT 20
 #define BL_SKEW_SECONDS 300        /* the engine's accepted clock skew */
+#define BL_MAX_INSTANCES 64        /* instances deployed by this process, remembered */
+#define BL_MAX_CHANGE_LINES 500    /* resource changes named on the approval page */
 
 /* ---- status words ------------------------------------------------------- */
 
@@ -272,7 +283,15 @@ typedef struct bl_record {
     char *last_event_id;       /* the POST's lastEventId, or NULL */
     json_t *changes;           /* staged-changes summary once staged */
     char *error_code, *error_message;
+    bool deployed;             /* this process published it (a change set applies once) */
 } bl_record;
+
+/* An instance this process deployed to: where its deployment's events
+ * begin (the POST/PATCH answer's lastEventId, NULL for none). */
+typedef struct bl_instance {
+    char *id, *name;
+    char *last_event_id;
+} bl_instance;
 
 typedef struct bl_cfg {
     char *base;                /* baseUrl + "/v1", no trailing slash */
@@ -283,6 +302,8 @@ typedef struct bl_cfg {
     const char *key_id;        /* signature only */
     bl_record *records;        /* oldest first */
     size_t nrecords;
+    bl_instance *instances;    /* oldest first */
+    size_t ninstances;
 } bl_cfg;
 
 static bl_cfg *cfg_of(const prov_target *t) { return t->priv; }
@@ -307,6 +328,12 @@ static void bl_cfg_free(bl_cfg *c)
     for (size_t i = 0; i < c->nrecords; i++)
         record_clear(&c->records[i]);
     free(c->records);
+    for (size_t i = 0; i < c->ninstances; i++) {
+        free(c->instances[i].id);
+        free(c->instances[i].name);
+        free(c->instances[i].last_event_id);
+    }
+    free(c->instances);
     free(c->base);
     free(c);
 }
@@ -575,10 +602,12 @@ static const char *bl_unsupported_hint(const char *tool)
                "(changeset:<id>) or an instance deployment with stream_events instead, which "
                "relays every resource, child blueprint and link change as it happens.";
     if (tool && strcmp(tool, "request_publish") == 0)
-        return "Publishing a staged Bluelink change set needs deploy-mcp's own human approval "
-               "gate, which is not enabled for Bluelink targets in this version; stage and "
-               "review changes with create_preview, stream_events and get_deployment, and "
-               "deploy them with the Bluelink CLI after review.";
+        return "Bluelink has no approval concept of its own: request_publish on Bluelink goes "
+               "through deploy-mcp's own approval gate. It takes a change set "
+               "(changeset:<id>) that this deploy-mcp staged with create_preview and that is "
+               "ready (CHANGES_STAGED), and returns the URL of deploy-mcp's approval page; "
+               "after a human approves there, deploy-mcp deploys the change set to the "
+               "target's instance.";
     return "";
 }
 
@@ -1392,6 +1421,284 @@ static prov_op *bl_list_deployments(prov_target *t, const prov_list_args *a, pro
     return start(t, "GET", url, NULL, step_list, st, list_state_free, cb, ud, err);
 }
 
+/* ---- the approval gate: prepare_publish / publish ---------------------------- */
+
+static bl_instance *instance_find(bl_cfg *c, const char *id_or_name)
+{
+    for (size_t i = c->ninstances; id_or_name && i-- > 0;) {
+        bl_instance *in = &c->instances[i];
+        if ((in->id && strcmp(in->id, id_or_name) == 0) ||
+            (in->name && strcmp(in->name, id_or_name) == 0))
+            return in;
+    }
+    return NULL;
+}
+
+/* Remembers where a deployment of an instance begins (last_event_id may be
+ * NULL: then the stream starts with the engine's replay window, which holds
+ * only this deployment for a new instance). */
+static void instance_remember(bl_cfg *c, const char *id, const char *name,
+                              const char *last_event_id)
+{
+    if (!id && !name)
+        return;
+    bl_instance *in = instance_find(c, id);
+    if (!in)
+        in = instance_find(c, name);
+    if (!in) {
+        if (!c->instances && !(c->instances = calloc(BL_MAX_INSTANCES, sizeof *c->instances)))
+            return;
+        if (c->ninstances == BL_MAX_INSTANCES) {
+            free(c->instances[0].id);
+            free(c->instances[0].name);
+            free(c->instances[0].last_event_id);
+            memmove(&c->instances[0], &c->instances[1],
+                    (BL_MAX_INSTANCES - 1) * sizeof *c->instances);
+            memset(&c->instances[BL_MAX_INSTANCES - 1], 0, sizeof *c->instances);
+            c->ninstances--;
+        }
+        in = &c->instances[c->ninstances++];
+    }
+    if (id)
+        set_owned(&in->id, id);
+    if (name)
+        set_owned(&in->name, name);
+    set_owned(&in->last_event_id,
+              last_event_id && *last_event_id && strlen(last_event_id) <= SSE_MAX_ID
+                  ? last_event_id : NULL);
+}
+
+/* One string per staged change ("create resource ordersTable"), from a
+ * change summary (changes_summary()). */
+static json_t *change_lines(json_t *sum)
+{
+    static const struct { const char *key, *noun; } kinds[] = {
+        {"resources", "resource"}, {"children", "child blueprint"}, {"links", "link"},
+    };
+    json_t *out = json_array();
+    json_t *counts = json_object_get(sum, "counts");
+    for (size_t k = 0; out && k < sizeof kinds / sizeof kinds[0]; k++) {
+        json_t *lists = json_object_get(sum, kinds[k].key);
+        for (int a = 0; a < 4; a++) {
+            json_t *names = json_object_get(lists, action_words[a]);
+            size_t i;
+            json_t *n;
+            json_array_foreach(names, i, n) {
+                if (json_array_size(out) >= BL_MAX_CHANGE_LINES)
+                    break;
+                char line[BL_MSG_MAX];
+                snprintf(line, sizeof line, "%s %s %s", action_words[a], kinds[k].noun,
+                         json_string_value(n) ? json_string_value(n) : "?");
+                utf8_trim_cstr(line);   /* a cut name must stay valid UTF-8 */
+                json_array_append_new(out, json_string(line));
+            }
+            /* Summaries keep BL_MAX_NAMES names per action; say what is left. */
+            json_int_t total = k == 0 ? json_integer_value(json_object_get(counts,
+                                                                           action_words[a]))
+                                      : 0;
+            if (total > (json_int_t)json_array_size(names)) {
+                char line[BL_MSG_MAX];
+                snprintf(line, sizeof line, "... and %lld more %ss to %s",
+                         (long long)(total - (json_int_t)json_array_size(names)),
+                         kinds[k].noun, action_words[a]);
+                json_array_append_new(out, json_string(line));
+            }
+        }
+    }
+    return out;
+}
+
+static prov_op *bl_prepare_publish(prov_target *t, const char *source_id, prov_result_cb cb,
+                                   void *ud, prov_error *err)
+{
+    bl_cfg *c = cfg_of(t);
+    if (!is_changeset_id(source_id)) {
+        prov_error_set(err, "unknown_source", 0, false,
+                       "Bluelink publishes a staged change set: pass sourceDeploymentId "
+                       "\"changeset:<id>\" as create_preview returned it (\"%s\" is not a "
+                       "change set; an instance is production already)", source_id);
+        return NULL;
+    }
+    const char *cs_id = source_id + BL_CHANGESET_PREFIX_LEN;
+    const bl_record *r = record_find(c, cs_id);
+    if (!r) {
+        prov_error_set(err, "unknown_source", 0, false,
+                       "%s is not a change set this deploy-mcp process staged (Bluelink's API "
+                       "has no lookup for change sets, and deploy-mcp forgets them on "
+                       "restart): stage one with create_preview, follow it with stream_events "
+                       "until it is ready, then call request_publish with its id", source_id);
+        return NULL;
+    }
+    prov_status st = changeset_status(r->status);
+    if (st == PROV_ST_FAILED) {
+        prov_error_set(err, "source_not_ready", 0, false,
+                       "change set %s did not stage (%s%s%s), so there is nothing to publish: "
+                       "stage a new one with create_preview", source_id,
+                       r->status, r->error_message ? ": " : "",
+                       r->error_message ? r->error_message : "");
+        return NULL;
+    }
+    if (r->deployed) {
+        prov_error_set(err, "already_published", 0, false,
+                       "change set %s was already deployed to production by this deploy-mcp; "
+                       "a change set applies once. Stage a new one with create_preview for "
+                       "further changes", source_id);
+        return NULL;
+    }
+    if (st != PROV_ST_READY) {
+        prov_error_set(err, "source_not_ready", 0, true,
+                       "change set %s is %s as far as this deploy-mcp has seen, not staged "
+                       "(CHANGES_STAGED): follow it with stream_events until its status is "
+                       "ready, then call request_publish again", source_id,
+                       r->status ? r->status : "STARTING");
+        return NULL;
+    }
+    /* The instance the change set was staged against: an existing one is
+     * updated (PATCH), none yet means a new instance (POST). */
+    const char *inst_id = r->instance_id && *r->instance_id ? r->instance_id : c->instance_id;
+    const char *name = c->instance_name ? c->instance_name : inst_id;
+    json_t *sum = r->changes ? json_incref(r->changes) : changes_summary(NULL);
+    json_t *counts = json_object_get(sum, "counts");
+    long long n_create = json_integer_value(json_object_get(counts, "create"));
+    long long n_update = json_integer_value(json_object_get(counts, "update"));
+    long long n_recreate = json_integer_value(json_object_get(counts, "recreate"));
+    long long n_remove = json_integer_value(json_object_get(counts, "remove"));
+    char plan[BL_MSG_MAX * 2];
+    size_t off = 0;
+    plan[0] = '\0';
+    appendf(plan, sizeof plan, &off, "apply change set %s to instance %s: %lld to create, "
+            "%lld to update, ", cs_id, name, n_create, n_update);
+    if (n_recreate)
+        appendf(plan, sizeof plan, &off, "%lld to recreate, ", n_recreate);
+    appendf(plan, sizeof plan, &off, "%lld to remove", n_remove);
+    if (!inst_id)
+        appendf(plan, sizeof plan, &off, " (the instance is new: deploying creates it)");
+    json_t *source = json_pack("{s:s, s:s, s:s, s:o, s:s, s:s}", "changeSetId", cs_id,
+                               "instanceName", name, "changesSummary",
+                               jstr(sum, "text") ? jstr(sum, "text") : "no changes",
+                               "changes", change_lines(sum), "directory", c->directory,
+                               "blueprintFile", c->blueprint_file);
+    if (source && inst_id)
+        json_object_set_new(source, "instanceId", json_string(inst_id));
+    if (source && counts)
+        json_object_set(source, "counts", counts);
+    json_decref(sum);
+    json_t *result = source ? json_pack("{s:s, s:o}", "plan", plan, "source", source) : NULL;
+    prov_op *op = result ? prov_op_new(t, cb, ud, NULL, NULL) : NULL;
+    if (!op) {
+        json_decref(result);
+        prov_error_set(err, "internal_error", 0, true, "out of memory");
+        return NULL;
+    }
+    prov_op_succeed_later(op, result);
+    return op;
+}
+
+/* publish: the instance the request names (id, or name for a new one) and
+ * the change set, for the Deployment when the answer leaves them out. */
+typedef struct publish_state {
+    char *instance;
+    char *changeset_id;
+} publish_state;
+
+static void publish_state_free(void *p)
+{
+    publish_state *st = p;
+    if (!st)
+        return;
+    free(st->instance);
+    free(st->changeset_id);
+    free(st);
+}
+
+static void step_published(prov_op *op, const http_response *res)
+{
+    prov_target *t = prov_op_target(op);
+    publish_state *st = prov_op_state(op);
+    prov_error e;
+    if (res->status < 200 || res->status >= 300) {
+        map_error(t, res, &e);
+        prov_op_fail(op, &e);
+        return;
+    }
+    json_t *root = prov_json_parse(res->body, res->body_len);
+    json_t *d = payload(root);
+    json_t *dep = instance_deployment(t, d);
+    if (!dep) /* an answer without the instance: it is at least preparing */
+        dep = prov_deployment(t, st->instance, "production", PROV_ST_QUEUED, "PREPARING", NULL,
+                              NULL);
+    const char *id = jstr(dep, "id");
+    const char *name = jstr(d, "instanceName");
+    instance_remember(cfg_of(t), id, name ? name : st->instance, jstr(root, "lastEventId"));
+    bl_record *r = record_find(cfg_of(t), st->changeset_id);
+    if (r)
+        r->deployed = true;
+    json_decref(root);
+    if (!dep) {
+        prov_error_set(&e, "internal_error", 0, true, "out of memory");
+        prov_op_fail(op, &e);
+        return;
+    }
+    char cs[PROV_URL_MAX];
+    snprintf(cs, sizeof cs, BL_CHANGESET_PREFIX "%s", st->changeset_id);
+    json_object_set_new(dep, "sourceDeploymentId", json_string(cs));
+    prov_op_succeed(op, dep);
+}
+
+static prov_op *bl_publish(prov_target *t, json_t *source, prov_result_cb cb, void *ud,
+                           prov_error *err)
+{
+    const bl_cfg *c = cfg_of(t);
+    const char *cs = jstr(source, "changeSetId");
+    const char *name = jstr(source, "instanceName");
+    const char *inst_id = jstr(source, "instanceId");
+    const char *dir = jstr(source, "directory");
+    const char *file = jstr(source, "blueprintFile");
+    if (!cs || !*cs || ((!name || !*name) && (!inst_id || !*inst_id))) {
+        prov_error_set(err, "invalid_source", 0, false,
+                       "the approved request names no Bluelink change set or instance; "
+                       "nothing was published");
+        return NULL;
+    }
+    json_t *body = json_pack("{s:s, s:s, s:s, s:s}", "fileSourceScheme", "file", "directory",
+                             dir ? dir : c->directory, "blueprintFile",
+                             file ? file : c->blueprint_file, "changeSetId", cs);
+    if (body)
+        json_object_set_new(body, "config", c->config ? json_deep_copy(c->config) : json_object());
+    char url[PROV_URL_MAX];
+    const char *method;
+    if (inst_id && *inst_id) {
+        method = "PATCH";
+        if (api_url(t, url, sizeof url, "instances", inst_id, "", err) != 0) {
+            json_decref(body);
+            return NULL;
+        }
+    } else {
+        method = "POST";
+        snprintf(url, sizeof url, "%s/deployments/instances", c->base);
+        if (body)
+            json_object_set_new(body, "instanceName", json_string(name));
+    }
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    publish_state *st = calloc(1, sizeof *st);
+    if (st) {
+        st->instance = strdup(inst_id && *inst_id ? inst_id : name);
+        st->changeset_id = strdup(cs);
+    }
+    if (!text || !st || !st->instance || !st->changeset_id) {
+        free(text);
+        publish_state_free(st);
+        prov_error_set(err, "internal_error", 0, true, "out of memory");
+        return NULL;
+    }
+    /* start() never retries a POST/PATCH: a repeat would deploy twice. */
+    prov_op *op = start(t, method, url, text, step_published, st, publish_state_free, cb, ud,
+                        err);
+    free(text);
+    return op;
+}
+
 /* ---- streams ------------------------------------------------------------------ */
 
 /* Per-stream state: which change set a stream follows (its events do not
@@ -1468,13 +1775,19 @@ static int bl_stream_spec(prov_target *t, enum prov_stream_kind kind, const char
     spec->resume = PROV_RESUME_LAST_EVENT_ID;
     spec->reconnect = true;
     spec->ca_file = cfg_of(t)->ca_file;
+    const char *first = NULL;
     if (cs) {
         /* Resume after the events that existed before this staging began. */
         const bl_record *r = record_find(cfg_of(t), raw);
-        if (r && r->last_event_id)
-            snprintf(spec->first_last_event_id, sizeof spec->first_last_event_id, "%s",
-                     r->last_event_id);
+        first = r ? r->last_event_id : NULL;
+    } else {
+        /* An instance this process deployed: start at that deployment, not
+         * at earlier ones still inside the engine's replay window. */
+        const bl_instance *in = instance_find(cfg_of(t), raw);
+        first = in ? in->last_event_id : NULL;
     }
+    if (first)
+        snprintf(spec->first_last_event_id, sizeof spec->first_last_event_id, "%s", first);
     return 0;
 }
 
@@ -1875,9 +2188,10 @@ static int bl_stream_parse(prov_target *t, void *state, enum prov_stream_kind ki
 const struct provider prov_bluelink = {
     .name = "bluelink",
     .display_name = "Bluelink",
-    /* No tail_logs (no logs at all) and no request_publish yet (it needs
-     * deploy-mcp's own approval gate). */
-    .caps = PROV_CAP_CREATE_PREVIEW | PROV_CAP_STREAM_EVENTS | PROV_CAP_GET | PROV_CAP_LIST,
+    /* No tail_logs (no logs at all); request_publish goes through deploy-mcp's
+     * own approval gate (prepare_publish, publish). */
+    .caps = PROV_CAP_CREATE_PREVIEW | PROV_CAP_REQUEST_PUBLISH | PROV_CAP_STREAM_EVENTS |
+            PROV_CAP_GET | PROV_CAP_LIST,
     .logs_need_deployment = false,
     /* Instances come from the API; change sets from records (said per answer). */
     .local_records_only = false,
@@ -1890,6 +2204,8 @@ const struct provider prov_bluelink = {
     .request_publish = NULL,
     .get_deployment = bl_get_deployment,
     .list_deployments = bl_list_deployments,
+    .prepare_publish = bl_prepare_publish,
+    .publish = bl_publish,
     .stream_spec = bl_stream_spec,
     .stream_state_new = bl_stream_state_new,
     .stream_state_free = bl_stream_state_free,

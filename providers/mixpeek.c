@@ -4,9 +4,11 @@
  * there, then start a deploy of the uploaded key. Preview = environment
  * "staging" (always sent: the documented default changed between API
  * versions). Production publishes go through deploy-mcp's own approval gate
- * (a later addition), which will deploy the same bundle_s3_key with
- * environment "production": that is why every deploy this process creates is
- * remembered with its key.
+ * (tools/gate.h): prepare_publish accepts only a preview deploy this process
+ * created (it knows the bundle key; Mixpeek has no API that says which bundle
+ * a deploy used) and that GET reports `complete`; after a human approved,
+ * publish deploys the same bundle_s3_key with environment "production". That
+ * is why every deploy this process creates is remembered with its key.
  *
  * There is no list endpoint for deploys. list_deployments merges the app's
  * versions (GET /versions) with the deploys this process created, and says
@@ -61,6 +63,7 @@ typedef struct mx_record {
     char *deploy_id;
     char *bundle_key;          /* the key the approval gate will publish */
     char *message;
+    char digest[ZIP_DIGEST_HEX + 1];    /* SHA-256 of the uploaded zip, or "" */
     char environment[16];      /* "preview" | "production" */
     char created_at[MX_TS_MAX];
     char provider_status[MX_WORD_MAX];  /* as last observed */
@@ -296,15 +299,17 @@ static mx_record *record_find(const prov_target *t, const char *id)
     return NULL;
 }
 
-/* Remembers a deploy; the oldest is forgotten once MX_MAX_RECORDS are kept. */
-static void record_add(prov_target *t, const char *id, const char *bundle_key,
-                       const char *message, const char *environment, const char *provider_status)
+/* Remembers a deploy; the oldest is forgotten once MX_MAX_RECORDS are kept.
+ * Returns the new record (NULL when not added). */
+static mx_record *record_add(prov_target *t, const char *id, const char *bundle_key,
+                             const char *message, const char *environment,
+                             const char *provider_status)
 {
     mx_cfg *c = cfg_of(t);
     if (!id || !*id || record_find(t, id))
-        return;
+        return NULL;
     if (!c->recs && !(c->recs = calloc(MX_MAX_RECORDS, sizeof *c->recs)))
-        return;
+        return NULL;
     if (c->nrecs == MX_MAX_RECORDS) {
         record_clear(&c->recs[0]);
         memmove(&c->recs[0], &c->recs[1], (MX_MAX_RECORDS - 1) * sizeof *c->recs);
@@ -317,13 +322,20 @@ static void record_add(prov_target *t, const char *id, const char *bundle_key,
     r->message = dup_capped(message ? message : "", MX_MESSAGE_MAX);
     if (!r->deploy_id || !r->bundle_key || !r->message) {
         record_clear(r);
-        return;
+        return NULL;
     }
     snprintf(r->environment, sizeof r->environment, "%s", environment ? environment : "preview");
     snprintf(r->provider_status, sizeof r->provider_status, "%s",
              provider_status ? provider_status : "queued");
     now_iso(r->created_at, sizeof r->created_at);
     c->nrecs++;
+    return r;
+}
+
+static void record_set_digest(mx_record *r, const char *digest)
+{
+    if (r)
+        snprintf(r->digest, sizeof r->digest, "%s", digest ? digest : "");
 }
 
 /* ---- configuration ------------------------------------------------------- */
@@ -379,11 +391,13 @@ static bool mx_credentials_ok(const prov_target *t, char *problem, size_t n)
 
 static const char *mx_unsupported_hint(const char *tool)
 {
-    (void)tool; /* request_publish is the only tool Mixpeek lacks */
-    return "Mixpeek has no approval concept of its own: production publishes on Mixpeek go "
-           "through deploy-mcp's own approval gate, which is not part of this build. Deploy "
-           "previews (Mixpeek environment staging) with create_preview and follow them with "
-           "stream_events or tail_logs.";
+    /* Mixpeek offers every tool; this is what request_publish means there. */
+    (void)tool;
+    return "Mixpeek has no approval concept of its own: request_publish on Mixpeek goes "
+           "through deploy-mcp's own approval gate. It takes a preview deploy (Mixpeek "
+           "environment staging) that this deploy-mcp created with create_preview and that is "
+           "ready, and returns the URL of deploy-mcp's approval page; after a human approves "
+           "there, deploy-mcp deploys the same bundle to production.";
 }
 
 /* ---- requests ------------------------------------------------------------ */
@@ -674,6 +688,7 @@ typedef struct mx_create {
     char *message;
     char *upload_url;          /* signed: never logged, never in a message */
     char *bundle_key;
+    char digest[ZIP_DIGEST_HEX + 1];
     long expires_in;
 } mx_create;
 
@@ -740,8 +755,9 @@ static void step_deploy(prov_op *op, const http_response *res)
     }
     const char *word = json_string_value(json_object_get(d, "status"));
     const char *env = mx_environment(json_string_value(json_object_get(d, "environment")));
-    record_add(t, id, st->bundle_key, st->message, env ? env : "preview",
-               word ? word : "queued");
+    record_set_digest(record_add(t, id, st->bundle_key, st->message, env ? env : "preview",
+                                 word ? word : "queued"),
+                      st->digest);
     json_t *dep = to_deployment(t, d);
     json_decref(root);
     if (!dep) {
@@ -890,6 +906,7 @@ static void on_zipped(void *ud, zip_job *job, const zip_result *res)
         return;
     }
     st->zip_path = strdup(res->path);
+    snprintf(st->digest, sizeof st->digest, "%s", res->digest);
     char url[PROV_URL_MAX];
     json_t *body = json_pack("{s:s, s:s}", "filename", st->filename, "content_type",
                              "application/zip");
@@ -1297,6 +1314,231 @@ static prov_op *mx_list_deployments(prov_target *t, const prov_list_args *a, pro
     return op;
 }
 
+/* ---- the approval gate: prepare_publish / publish ------------------------ */
+
+/* prepare_publish: the preview deploy's id (state of the GET). */
+static void step_prepare(prov_op *op, const http_response *res)
+{
+    prov_target *t = prov_op_target(op);
+    const char *id = prov_op_state(op);
+    mx_cfg *c = cfg_of(t);
+    prov_error e;
+    memset(&e, 0, sizeof e);
+    json_t *root = prov_json_parse(res->body, res->body_len);
+    if (!answered_ok(res, root)) {
+        json_decref(root);
+        map_error(t, res, &e);
+        prov_op_fail(op, &e);
+        return;
+    }
+    json_t *d = payload(root);
+    const char *word = json_string_value(json_object_get(d, "status"));
+    mx_record *rec = record_find(t, id);
+    if (rec && word)
+        snprintf(rec->provider_status, sizeof rec->provider_status, "%s", word);
+    prov_status st = mx_status(word);
+    const char *key = json_string_value(json_object_get(d, "bundle_s3_key"));
+    if (!rec) {
+        prov_error_set(&e, "unknown_source", 0, false,
+                       "preview deploy %s is no longer among the deploys this deploy-mcp "
+                       "remembers; deploy a new preview with create_preview and request the "
+                       "publish of that one", id);
+    } else if (st == PROV_ST_FAILED) {
+        prov_error_set(&e, "source_not_ready", 0, false,
+                       "preview deploy %s failed on Mixpeek, so there is nothing to publish: "
+                       "fix the app, deploy a new preview with create_preview, and request the "
+                       "publish of that one once it is ready", id);
+    } else if (st != PROV_ST_READY) {
+        prov_error_set(&e, "source_not_ready", 0, true,
+                       "preview deploy %s is %s on Mixpeek, not complete: follow it with "
+                       "stream_events until its status is ready, then call request_publish "
+                       "again", id, word ? word : "in an unknown state");
+    } else if (key && strcmp(key, rec->bundle_key) != 0) {
+        prov_error_set(&e, "source_mismatch", 0, false,
+                       "Mixpeek reports a different bundle for preview deploy %s than the one "
+                       "deploy-mcp uploaded for it; nothing was requested. Deploy a new preview "
+                       "with create_preview and request the publish of that one", id);
+    }
+    if (e.code[0]) {
+        json_decref(root);
+        prov_op_fail(op, &e);
+        return;
+    }
+    char plan[MX_KEY_MAX + 3 * MX_ID_MAX + 128];
+    snprintf(plan, sizeof plan,
+             "deploy bundle %s (from preview deploy %s) to production on app %s%s%s",
+             rec->bundle_key, id, c->app_id, c->ns ? " in namespace " : "", c->ns ? c->ns : "");
+    json_t *source = json_pack("{s:s, s:s, s:s, s:s}", "deployId", id, "appId", c->app_id,
+                               "bundleKey", rec->bundle_key, "message", rec->message);
+    if (source && c->ns)
+        json_object_set_new(source, "namespace", json_string(c->ns));
+    if (source && rec->digest[0])
+        json_object_set_new(source, "artifactDigest", json_string(rec->digest));
+    static const char *const url_keys[] = {"url", "preview_url", "app_url"};
+    for (size_t i = 0; source && i < sizeof url_keys / sizeof url_keys[0]; i++) {
+        const char *u = json_string_value(json_object_get(d, url_keys[i]));
+        if (u && *u) {
+            json_object_set_new(source, "url", json_string(u));
+            break;
+        }
+    }
+    json_decref(root);
+    json_t *result = source ? json_pack("{s:s, s:o}", "plan", plan, "source", source) : NULL;
+    if (!result) {
+        prov_error_set(&e, "internal_error", 0, true, "out of memory");
+        prov_op_fail(op, &e);
+        return;
+    }
+    prov_op_succeed(op, result);
+}
+
+static prov_op *mx_prepare_publish(prov_target *t, const char *source_id, prov_result_cb cb,
+                                   void *ud, prov_error *err)
+{
+    const mx_record *rec = record_find(t, source_id);
+    if (!rec || !rec->bundle_key[0]) {
+        prov_error_set(err, "unknown_source", 0, false,
+                       "%s is not a preview deploy this deploy-mcp process created, so its "
+                       "bundle is unknown (Mixpeek has no API that says which bundle a deploy "
+                       "used, and deploy-mcp forgets its deploys on restart). Deploy the app "
+                       "with create_preview, wait until it is ready, then call request_publish "
+                       "with that deploy's id", source_id);
+        return NULL;
+    }
+    if (strcmp(rec->environment, "preview") != 0) {
+        prov_error_set(err, "not_a_preview", 0, false,
+                       "%s is a production deploy already; request_publish takes a preview "
+                       "deploy (from create_preview)", source_id);
+        return NULL;
+    }
+    char url[PROV_URL_MAX];
+    if (app_url(t, url, sizeof url, "/deploys/", source_id, NULL, err) != 0)
+        return NULL;
+    char *id = strdup(source_id);
+    prov_op *op = id ? prov_op_new(t, cb, ud, id, free) : NULL;
+    if (!op) {
+        free(id);
+        prov_error_set(err, "internal_error", 0, true, "out of memory");
+        return NULL;
+    }
+    if (op_request(op, "GET", url, NULL, true, step_prepare, err) != 0) {
+        prov_op_cancel(op);
+        return NULL;
+    }
+    return op;
+}
+
+typedef struct mx_publish_state {
+    char *bundle_key, *message, *digest, *from;
+} mx_publish_state;
+
+static void publish_state_free(void *p)
+{
+    mx_publish_state *st = p;
+    if (!st)
+        return;
+    free(st->bundle_key);
+    free(st->message);
+    free(st->digest);
+    free(st->from);
+    free(st);
+}
+
+static void step_published(prov_op *op, const http_response *res)
+{
+    prov_target *t = prov_op_target(op);
+    mx_publish_state *st = prov_op_state(op);
+    prov_error e;
+    json_t *root = prov_json_parse(res->body, res->body_len);
+    if (!answered_ok(res, root)) {
+        json_decref(root);
+        map_error(t, res, &e);
+        prov_op_fail(op, &e);
+        return;
+    }
+    json_t *d = payload(root);
+    const char *id = json_string_value(json_object_get(d, "deploy_id"));
+    if (!id || !*id) {
+        json_decref(root);
+        prov_error_set(&e, "bad_response", res->status, false,
+                       "Mixpeek accepted the production deploy but its answer carries no "
+                       "deploy_id; look for it in the Mixpeek dashboard before publishing again");
+        prov_op_fail(op, &e);
+        return;
+    }
+    const char *word = json_string_value(json_object_get(d, "status"));
+    record_set_digest(record_add(t, id, st->bundle_key, st->message, "production",
+                                 word ? word : "queued"),
+                      st->digest);
+    json_t *dep = to_deployment(t, d);
+    json_decref(root);
+    if (!dep) {
+        prov_error_set(&e, "internal_error", 0, true, "out of memory");
+        prov_op_fail(op, &e);
+        return;
+    }
+    if (st->from)
+        json_object_set_new(dep, "sourceDeploymentId", json_string(st->from));
+    prov_op_succeed(op, dep);
+}
+
+static prov_op *mx_publish(prov_target *t, json_t *source, prov_result_cb cb, void *ud,
+                           prov_error *err)
+{
+    const mx_cfg *c = cfg_of(t);
+    const char *key = json_string_value(json_object_get(source, "bundleKey"));
+    const char *app = json_string_value(json_object_get(source, "appId"));
+    const char *message = json_string_value(json_object_get(source, "message"));
+    const char *digest = json_string_value(json_object_get(source, "artifactDigest"));
+    const char *from = json_string_value(json_object_get(source, "deployId"));
+    if (!key || !*key || strlen(key) > MX_KEY_MAX) {
+        prov_error_set(err, "invalid_source", 0, false,
+                       "the approved request names no Mixpeek bundle; nothing was published");
+        return NULL;
+    }
+    if (app && strcmp(app, c->app_id) != 0) {
+        prov_error_set(err, "target_changed", 0, false,
+                       "the request was approved for Mixpeek app %s, but target \"%s\" now "
+                       "deploys app %s; nothing was published. Request a new publish",
+                       app, t->cfg->name, c->app_id);
+        return NULL;
+    }
+    char url[PROV_URL_MAX];
+    if (app_url(t, url, sizeof url, "/deploy", NULL, NULL, err) != 0)
+        return NULL;
+    mx_publish_state *st = calloc(1, sizeof *st);
+    if (st) {
+        st->bundle_key = strdup(key);
+        st->message = dup_capped(message && *message ? message : "Published by deploy-mcp",
+                                 MX_MESSAGE_MAX);
+        st->digest = digest ? strdup(digest) : NULL;
+        st->from = from ? strdup(from) : NULL;
+    }
+    /* environment is always sent: its default changed between API versions. */
+    json_t *body = st && st->bundle_key && st->message
+                       ? json_pack("{s:s, s:s, s:s, s:s}", "message", st->message, "environment",
+                                   "production", "source", "cli_upload", "bundle_s3_key", key)
+                       : NULL;
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    prov_op *op = text ? prov_op_new(t, cb, ud, st, publish_state_free) : NULL;
+    if (!op) {
+        free(text);
+        if (!text)
+            publish_state_free(st);
+        prov_error_set(err, "internal_error", 0, true, "out of memory");
+        return NULL;
+    }
+    /* Not retried: a repeated POST would start a second production deploy. */
+    int rc = op_request(op, "POST", url, text, false, step_published, err);
+    free(text);
+    if (rc != 0) {
+        prov_op_cancel(op);
+        return NULL;
+    }
+    return op;
+}
+
 /* ---- the deploy-log stream ----------------------------------------------- */
 
 /* Per-stream state: whether `done` was seen. It travels in the cursor so a
@@ -1450,9 +1692,10 @@ static int mx_stream_parse(prov_target *t, void *state, enum prov_stream_kind ki
 const struct provider prov_mixpeek = {
     .name = "mixpeek",
     .display_name = "Mixpeek",
-    /* request_publish needs deploy-mcp's approval gate (not in this build). */
-    .caps = PROV_CAP_CREATE_PREVIEW | PROV_CAP_STREAM_EVENTS | PROV_CAP_TAIL_LOGS |
-            PROV_CAP_GET | PROV_CAP_LIST,
+    /* request_publish goes through deploy-mcp's approval gate (prepare_publish,
+     * publish): Mixpeek has no approval concept of its own. */
+    .caps = PROV_CAP_CREATE_PREVIEW | PROV_CAP_REQUEST_PUBLISH | PROV_CAP_STREAM_EVENTS |
+            PROV_CAP_TAIL_LOGS | PROV_CAP_GET | PROV_CAP_LIST,
     .logs_need_deployment = true,
     .local_records_only = false,
     .native_idempotency = false,
@@ -1464,6 +1707,8 @@ const struct provider prov_mixpeek = {
     .request_publish = NULL,
     .get_deployment = mx_get_deployment,
     .list_deployments = mx_list_deployments,
+    .prepare_publish = mx_prepare_publish,
+    .publish = mx_publish,
     .stream_spec = mx_stream_spec,
     .stream_state_new = mx_stream_state_new,
     .stream_state_free = mx_stream_state_free,

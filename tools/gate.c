@@ -13,6 +13,10 @@
 
 #define GATE_POLL_MS 1000       /* followers re-check expiry and decisions */
 #define GATE_PROBLEM_MAX 768
+/* How long a request waits for a decision: env DEPLOY_MCP_APPROVAL_TTL_SECONDS
+ * (whole seconds, 1 .. 30 days), default APR_DEFAULT_TTL_MS (24 h). */
+#define GATE_TTL_ENV "DEPLOY_MCP_APPROVAL_TTL_SECONDS"
+#define GATE_TTL_MAX_SECONDS (30LL * 24 * 3600)
 
 typedef struct follower {
     struct gate *g;
@@ -50,8 +54,10 @@ struct gate {
     apr_store *store;
     apage *page;
     char problem[GATE_PROBLEM_MAX];
+    int64_t ttl_ms;
     follower *followers;
     elicit *elicits;
+    uv_timer_t *sweep;          /* notices expiry for elicitations (heap: outlives g) */
     publish_job *jobs;
 };
 
@@ -155,6 +161,29 @@ static void notify_elicitation_complete(gate *g, const char *id)
 }
 
 static void evaluate(follower *f);
+
+static void sweep_closed(uv_handle_t *h) { free(h); }
+
+/* Expiry is not a decision: nothing else tells an elicitation that waits on
+ * a request nobody decided. While elicitations are open, look every
+ * GATE_POLL_MS (apr_get marks a request expired once its time is up). */
+static void on_sweep(uv_timer_t *timer)
+{
+    gate *g = timer->data;
+    for (elicit *e = g->elicits; e;) {
+        apr_request *r = apr_get(g->store, e->id);
+        if (!r || r->status == APR_EXPIRED) {
+            char id[APR_ID_LEN + 1];
+            memcpy(id, e->id, sizeof id);
+            notify_elicitation_complete(g, id);   /* unlinks e: start over */
+            e = g->elicits;
+            continue;
+        }
+        e = e->next;
+    }
+    if (!g->elicits)
+        uv_timer_stop(timer);
+}
 
 static void notify_followers(gate *g, const char *id)
 {
@@ -264,6 +293,22 @@ static void recover(gate *g)
     }
 }
 
+static int64_t ttl_from_env(void)
+{
+    const char *v = getenv(GATE_TTL_ENV);
+    if (!v || !*v)
+        return APR_DEFAULT_TTL_MS;
+    char *end;
+    long long secs = strtoll(v, &end, 10);
+    if (*end || secs < 1 || secs > GATE_TTL_MAX_SECONDS) {
+        log_warn("%s=\"%.32s\" is not a number of seconds between 1 and %lld; approval "
+                 "requests expire after the default 24 h", GATE_TTL_ENV, v,
+                 GATE_TTL_MAX_SECONDS);
+        return APR_DEFAULT_TTL_MS;
+    }
+    return secs * 1000;
+}
+
 gate *gate_new(mcp_server *srv)
 {
     bool needed = false;
@@ -275,6 +320,7 @@ gate *gate_new(mcp_server *srv)
     if (!g)
         return NULL;
     g->srv = srv;
+    g->ttl_ms = ttl_from_env();
     char err[512] = "";
     const char *dir = getenv("DEPLOY_MCP_STATE_DIR");
     g->store = apr_store_open(srv->loop, dir && *dir ? dir : NULL, err, sizeof err);
@@ -283,6 +329,10 @@ gate *gate_new(mcp_server *srv)
                  err);
         log_warn("%s", g->problem);
         return g;
+    }
+    if ((g->sweep = malloc(sizeof *g->sweep)) != NULL) {
+        uv_timer_init(srv->loop, g->sweep);
+        g->sweep->data = g;
     }
     cfg *c = srv->config;
     g->page = apage_start(srv->loop, g->store, c->approval_listen, c->approval_public_url,
@@ -348,6 +398,8 @@ static void on_request_durable(void *ud, int status)
             e->s = s;
             e->next = g->elicits;
             g->elicits = e;
+            if (g->sweep && !uv_is_active((uv_handle_t *)g->sweep))
+                uv_timer_start(g->sweep, on_sweep, GATE_POLL_MS, GATE_POLL_MS);
         }
     }
     json_t *rq = request_json(g, r);
@@ -368,7 +420,7 @@ static void on_prepared(void *ud, json_t *result, const prov_error *err)
     const char *plan = json_string_value(json_object_get(result, "plan"));
     json_t *source = json_object_get(result, "source");
     apr_request *r = apr_create(p->g->store, p->t->cfg->name, p->t->ops->name, p->source_id,
-                                plan, p->notes, source, 0, on_request_durable, p);
+                                plan, p->notes, source, p->g->ttl_ms, on_request_durable, p);
     json_decref(result);
     if (!r) {
         tool_finish_oom(p->req);
@@ -704,6 +756,8 @@ void gate_free(gate *g)
         g->elicits = e->next;
         free(e);
     }
+    if (g->sweep)
+        uv_close((uv_handle_t *)g->sweep, sweep_closed);
     apage_stop(g->page);
     apr_store_close(g->store);
     free(g);

@@ -11,8 +11,11 @@
  * stream_events report pending_approval (normalized status queued) while
  * waiting, then follow the production deployment; rejection and expiry are
  * terminal. When the client declared elicitation.url, request_publish also
- * sends elicitation/create (mode "url") and, once decided,
- * notifications/elicitation/complete. */
+ * sends elicitation/create (mode "url") and, once decided (or expired),
+ * notifications/elicitation/complete.
+ *
+ * Requests expire after 24 h undecided; env DEPLOY_MCP_APPROVAL_TTL_SECONDS
+ * (read at start-up) changes that. */
 #ifndef DEPLOY_MCP_GATE_H
 #define DEPLOY_MCP_GATE_H
 

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "mcp/log.h"
+#include "providers/utf8.h"
 
 #define APAGE_MAX_URL 2048
 #define APAGE_HOST_MAX 256
@@ -38,6 +39,7 @@ struct apage {
     struct conn *conns;
     bool stopping;
     int open_handles;
+    int pending_decisions;      /* journal writes whose callback still uses this page */
     lock_slot locks[APAGE_LOCK_SLOTS];
 };
 
@@ -51,6 +53,7 @@ typedef struct conn {
     char *out;
     bool responded;
     bool closing;
+    bool head;                  /* a HEAD request: headers only */
     int open_handles;
     char peer[64];
     struct conn *prev, *next;
@@ -118,7 +121,7 @@ static void sb_esc(sbuf *b, const char *s)
 
 static void maybe_free_page(apage *p)
 {
-    if (p->stopping && p->open_handles == 0 && p->nconns == 0) {
+    if (p->stopping && p->open_handles == 0 && p->nconns == 0 && p->pending_decisions == 0) {
         free(p->secret_env);
         free(p);
     }
@@ -169,13 +172,16 @@ static void respond(conn *c, int code, const char *reason, const char *ctype, co
     sb_printf(&b, "Content-Type: %s\r\nContent-Length: %zu\r\n", ctype, body_len);
     sb_puts(&b, "Connection: close\r\nCache-Control: no-store\r\n"
                 "X-Frame-Options: DENY\r\nX-Content-Type-Options: nosniff\r\n"
-                "Referrer-Policy: no-referrer\r\n"
+                /* not no-referrer: with it browsers send "Origin: null" on the
+                 * form POST, which the same-origin check must refuse */
+                "Referrer-Policy: same-origin\r\n"
                 "Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'; "
                 "form-action 'self'; frame-ancestors 'none'; base-uri 'none'\r\n");
     if (extra_headers)
         sb_puts(&b, extra_headers);
     sb_puts(&b, "\r\n");
-    sb_add(&b, body, body_len);
+    if (!c->head)               /* HEAD: the same headers, no body */
+        sb_add(&b, body, body_len);
     if (b.failed) {
         free(b.s);
         conn_close(c);
@@ -272,9 +278,13 @@ static void render_request(conn *c, apr_request *r, const char *notice)
     sb_puts(&b, "<h1>Production publish request</h1><p class=\"sub\">An AI agent asked to "
                 "publish to production. Nothing happens unless a person approves it here.</p>");
     if (notice) {
+        /* The answer to a form POST: reloading it would post again (and be
+         * refused), so link to the page itself for the current status. */
         sb_puts(&b, "<p class=\"msg\">");
         sb_esc(&b, notice);
-        sb_puts(&b, "</p>");
+        sb_puts(&b, " <a id=\"refresh\" href=\"");
+        sb_esc(&b, r->id);
+        sb_puts(&b, "\">Show the current status</a></p>");
     }
     sb_puts(&b, "<p class=\"plan\" id=\"plan\">");
     sb_esc(&b, r->plan ? r->plan : "publish the source deployment to production");
@@ -320,7 +330,9 @@ static void render_request(conn *c, apr_request *r, const char *notice)
     row(&b, "Publish error", r->error);
     sb_puts(&b, "</table>");
     if (r->status == APR_PENDING) {
-        sb_puts(&b, "<form method=\"post\" action=\"/approvals/");
+        /* Relative (the page is /approvals/<id>): still right when a proxy
+         * serves it under a path prefix (approval.publicUrl with a path). */
+        sb_puts(&b, "<form method=\"post\" action=\"");
         sb_esc(&b, r->id);
         sb_puts(&b, "\"><input type=\"hidden\" name=\"csrf\" value=\"");
         sb_esc(&b, r->csrf);
@@ -501,6 +513,31 @@ static bool form_field(const char *body, size_t len, const char *name, char *out
     return false;
 }
 
+/* Makes typed text safe to journal and log, in place: invalid UTF-8 becomes
+ * U+FFFD (jansson refuses invalid UTF-8, so the decision record could not be
+ * written), and control characters become spaces (a newline in a name would
+ * forge log lines); `keep_newlines` spares \n, \r and \t (notes). The result is
+ * cut to fit n bytes on a character boundary. */
+static void clean_text(char *s, size_t n, bool keep_newlines)
+{
+    size_t len = 0;
+    char *fixed = utf8_repair(s, strlen(s), &len);
+    if (!fixed) {
+        s[0] = '\0';
+        return;
+    }
+    len = utf8_truncate(fixed, len, n - 1);
+    memcpy(s, fixed, len);
+    s[len] = '\0';
+    free(fixed);
+    for (char *q = s; *q; q++) {
+        unsigned char ch = (unsigned char)*q;
+        if ((ch < 0x20 || ch == 0x7f) &&
+            !(keep_newlines && (ch == '\n' || ch == '\r' || ch == '\t')))
+            *q = ' ';
+    }
+}
+
 /* Constant-time comparison: the time taken does not depend on where the
  * strings first differ. */
 static bool secret_equal(const char *a, const char *b)
@@ -538,6 +575,9 @@ static void on_decision_durable(void *ud, int status)
 {
     decision_ctx *d = ud;
     apage *p = d->p;
+    /* Once stopping, the gate is going away: a durable approval is carried
+     * out by the next start-up (the journal says approved). The page itself
+     * stays allocated until this callback ran (pending_decisions). */
     apr_request *r = p->stopping ? NULL : apr_get(p->store, d->id);
     if (r && status == 0 && p->decided)
         p->decided(p->ud, r);
@@ -546,6 +586,8 @@ static void on_decision_durable(void *ud, int status)
                        "the decision could not be recorded in the journal; nothing was "
                        "published", NULL, NULL);
     free(d);
+    p->pending_decisions--;
+    maybe_free_page(p);
 }
 
 static void handle_post(conn *c, apr_request *r, const http_req_view *v)
@@ -557,6 +599,8 @@ static void handle_post(conn *c, apr_request *r, const http_req_view *v)
     form_field(v->body, v->body_len, "decision", decision, sizeof decision);
     form_field(v->body, v->body_len, "name", name, sizeof name);
     form_field(v->body, v->body_len, "note", note, sizeof note);
+    clean_text(name, sizeof name, false);
+    clean_text(note, sizeof note, true);
     bool approve = strcmp(decision, "approve") == 0;
     if (!approve && strcmp(decision, "reject") != 0) {
         send_message(c, 400, "Bad Request", "Not decided", "Choose Approve or Reject.");
@@ -595,22 +639,24 @@ static void handle_post(conn *c, apr_request *r, const http_req_view *v)
     }
     d->p = p;
     memcpy(d->id, r->id, sizeof d->id);
+    p->pending_decisions++;
     if (apr_decide(p->store, r, approve, name[0] ? name : "anonymous", c->peer,
                    note[0] ? note : NULL, on_decision_durable, d, err, sizeof err) != 0) {
+        p->pending_decisions--;
         free(d);
         send_message(c, 409, "Conflict", "Not decided", err);
         return;
     }
     log_info("approval %s: %s by %s from %s", r->id, approve ? "approved" : "rejected",
              name[0] ? name : "anonymous", c->peer);
-    render_request(c, r, approve ? "Approved. deploy-mcp is publishing now; reload this page "
-                                   "to follow it."
+    render_request(c, r, approve ? "Approved. deploy-mcp is publishing now."
                                  : "Rejected. Nothing will be published.");
 }
 
 static void handle(conn *c, const http_req_view *v)
 {
     apage *p = c->p;
+    c->head = strcmp(v->method, "HEAD") == 0;
     char host[APAGE_HOST_MAX] = "";
     if (v->host)
         host_only(v->host, v->host_len, host, sizeof host);

@@ -9,6 +9,7 @@ import contextlib
 import json
 import re
 import subprocess
+import socket
 import time
 
 from harness import BIN, TOKEN, Fake, Server, Suite, structured
@@ -30,12 +31,19 @@ FAKE = Fake("bluelink", extra_args=("--api-key", API_KEY, "--key-id", KEY_ID,
                                     "--secret", SECRET))
 
 
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def config(auth="apiKey", **extra):
     t = {"provider": "bluelink", "baseUrl": FAKE.url, "instanceName": "prod-stack",
          "directory": "infra", "blueprintFile": "project.blueprint.yml",
          "auth": AUTHS[auth] if isinstance(auth, str) else auth}
     t.update(extra)
-    return {"targets": {"infra": t}}
+    # A free port for the approval page, so parallel suites do not compete for 8788.
+    return {"targets": {"infra": t}, "approval": {"listen": "127.0.0.1:%d" % free_port()}}
 
 
 def reset(**knobs):
@@ -305,8 +313,11 @@ def tail_logs_and_publish_point_elsewhere():
         e = error(s.call("tail_logs", {"seconds": 1}))
         assert e["code"] == "unsupported" and "stream_events" in e["message"], e
         assert "Bluelink" in e["message"] and "no runtime" in e["message"], e
+        # Publishing goes through deploy-mcp's approval gate (test_approval.py);
+        # without an approver secret nobody could approve, so nothing is requested.
         e = error(s.call("request_publish", {"sourceDeploymentId": "changeset:x"}))
-        assert e["code"] == "unsupported" and "approval" in e["message"], e
+        assert e["code"] == "approver_secret_missing", e
+        assert "DEPLOY_MCP_APPROVER_SECRET" in e["message"], e
         e = error(s.call("create_preview", {"artifact": "."}))
         assert e["code"] == "unsupported_argument" and "infra/project.blueprint.yml" in \
             e["message"], e

@@ -8,6 +8,7 @@ deploys), the 403/429 error envelopes, and that neither the API key nor the
 upload signature ever reaches stdout or stderr."""
 
 import os
+import socket
 import time
 import zipfile
 
@@ -21,11 +22,18 @@ WRONG_KEY = "mxp_wrong_key_value_98765"
 SIGNATURES = []   # of every signed upload URL the fake issued (reset clears its log)
 
 
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def config(**target):
     t = {"provider": "mixpeek", "appId": "app_test", "baseUrl": fake.url,
          "namespace": "ns_e2e", "artifactRoot": ARTIFACT_ROOT}
     t.update(target)
-    return {"targets": {"canvas": t}}
+    # A free port for the approval page, so parallel suites do not compete for 8788.
+    return {"targets": {"canvas": t}, "approval": {"listen": "127.0.0.1:%d" % free_port()}}
 
 
 def start(env=None, **target):
@@ -287,8 +295,11 @@ def get_and_list_deployments():
     e = err_of(s.call("list_deployments", {"cursor": "garbage"}))
     assert e["code"] == "invalid_cursor", e
 
+    # Publishing goes through deploy-mcp's approval gate (tests/e2e/test_approval.py);
+    # without an approver secret nobody could approve, so nothing is requested.
     e = err_of(s.call("request_publish", {"sourceDeploymentId": done["deploy_id"]}))
-    assert e["code"] == "unsupported" and "approval gate" in e["message"], e
+    assert e["code"] == "approver_secret_missing", e
+    assert "DEPLOY_MCP_APPROVER_SECRET" in e["message"], e
 
 
 @suite.test

@@ -290,8 +290,11 @@ static void test_unsupported_hints(void **state)
     assert_non_null(strstr(bl_unsupported_hint("tail_logs"), "no runtime"));
     assert_non_null(strstr(bl_unsupported_hint("request_publish"), "approval"));
     assert_false(prov_bluelink.caps & PROV_CAP_TAIL_LOGS);
-    assert_false(prov_bluelink.caps & PROV_CAP_REQUEST_PUBLISH);
+    /* Production publishes go through deploy-mcp's approval gate. */
+    assert_true(prov_bluelink.caps & PROV_CAP_REQUEST_PUBLISH);
     assert_null(prov_bluelink.request_publish);
+    assert_non_null(prov_bluelink.prepare_publish);
+    assert_non_null(prov_bluelink.publish);
 }
 
 /* ---- staging stream ---------------------------------------------------------- */

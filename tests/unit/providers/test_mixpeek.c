@@ -471,8 +471,11 @@ static void test_configure(void **state)
     setenv("MY_MX_KEY", "v", 1);
     assert_true(prov_mixpeek.credentials_ok(&t, problem, sizeof problem));
     unsetenv("MY_MX_KEY");
+    /* Production publishes go through deploy-mcp's approval gate. */
     assert_null(prov_mixpeek.request_publish);
-    assert_false(prov_mixpeek.caps & PROV_CAP_REQUEST_PUBLISH);
+    assert_true(prov_mixpeek.caps & PROV_CAP_REQUEST_PUBLISH);
+    assert_non_null(prov_mixpeek.prepare_publish);
+    assert_non_null(prov_mixpeek.publish);
     assert_non_null(strstr(prov_mixpeek.unsupported_hint("request_publish"), "approval gate"));
     prov_mixpeek.unconfigure(&t);
     json_decref(c.obj);
