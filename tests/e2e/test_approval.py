@@ -15,7 +15,7 @@ result and notifications/elicitation/complete after the decision.
 
 Each platform is one class below (fake, target, how to make a ready preview,
 what its production publish looks like on the fake); the tests loop over
-PLATFORMS. BigCommerce is added by copying a class and listing it."""
+PLATFORMS (Mixpeek, Bluelink, BigCommerce)."""
 
 import html
 import json
@@ -175,7 +175,64 @@ class Bluelink:
                 "2 to create, 1 to update, 1 to remove"]
 
 
-PLATFORMS = [Mixpeek(), Bluelink()]
+class BigCommerce:
+    """Preview = a deployment of an upload on projectUuid made through deploy-mcp;
+    publish = the same upload_uuid deployed on productionProjectUuid."""
+    name = "bigcommerce"
+    target = "store"
+    unknown_sources = ("00000000-0000-4000-8000-000000000000",)
+    production_project = "proj-production"
+
+    def __init__(self):
+        self.fake = Fake("bigcommerce")
+        self.root = tempfile.mkdtemp(prefix="dmcp-apr-bc-")
+        os.makedirs(os.path.join(self.root, "site"))
+        with open(os.path.join(self.root, "site", "index.html"), "w") as f:
+            f.write("<h1>release 7</h1>")
+
+    def config(self):
+        return {"provider": "bigcommerce", "storeHash": "abc123", "projectUuid": "proj-preview",
+                "productionProjectUuid": self.production_project, "baseUrl": self.fake.url,
+                "artifactRoot": self.root}
+
+    def env(self):
+        return {"BIGCOMMERCE_ACCESS_TOKEN": TOKEN}
+
+    def reset(self):
+        self.fake.call("POST", "/_fake/reset", {})
+        self.fake.call("POST", "/_fake/knobs", {"step_ms": 40})
+
+    def make_source(self, s):
+        dep = ok(s.call("create_preview", {"artifact": "site", "message": "release 7",
+                                           "idempotencyKey": str(uuid.uuid4()),
+                                           "wait": True, "maxSeconds": 30}))["deployment"]
+        assert dep["status"] == "ready", dep
+        info = self.fake.call("GET", "/_fake/deployments/" + dep["id"])
+        return dep["id"], {"upload_uuid": info["upload_uuid"]}
+
+    def make_unready_source(self, s):
+        # Created but never followed: its last seen status is queued.
+        dep = ok(s.call("create_preview", {"artifact": "site", "message": "unfinished",
+                                           "idempotencyKey": str(uuid.uuid4())}))
+        return dep["deployment"]["id"]
+
+    def publishes(self):
+        return [r for r in self.fake.requests() if r["method"] == "POST"
+                and r["path"].endswith("/infrastructure/deployments")
+                and isinstance(r["body"], dict)
+                and r["body"].get("project_uuid") == self.production_project]
+
+    def check_publish(self, info, production_id):
+        [p] = self.publishes()
+        assert p["body"]["upload_uuid"] == info["upload_uuid"], p
+        got = self.fake.call("GET", "/_fake/deployments/" + production_id)
+        assert got["upload_uuid"] == info["upload_uuid"], got
+
+    def page_facts(self, info):
+        return [info["upload_uuid"], self.production_project]
+
+
+PLATFORMS = [Mixpeek(), Bluelink(), BigCommerce()]
 
 
 # ---- the server and the page -----------------------------------------------------
