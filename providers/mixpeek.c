@@ -731,10 +731,15 @@ static char *bundle_filename(const char *artifact)
     return out;
 }
 
-static void step_deploy(prov_op *op, const http_response *res)
+/* Completes an op whose answer is a new deploy (preview or production):
+ * records it with its bundle and digest and answers with the Deployment.
+ * `env` NULL takes the environment from the answer (default preview);
+ * `from` (may be NULL) is the preview a production deploy promotes. */
+static void finish_deploy(prov_op *op, const http_response *res, const char *bundle_key,
+                          const char *message, const char *digest, const char *env,
+                          const char *from)
 {
     prov_target *t = prov_op_target(op);
-    mx_create *st = prov_op_state(op);
     prov_error e;
     json_t *root = prov_json_parse(res->body, res->body_len);
     if (!answered_ok(res, root)) {
@@ -748,16 +753,18 @@ static void step_deploy(prov_op *op, const http_response *res)
     if (!id || !*id) {
         json_decref(root);
         prov_error_set(&e, "bad_response", res->status, false,
-                       "Mixpeek accepted the deploy but its answer carries no deploy_id; "
-                       "look for the deploy in the Mixpeek dashboard before retrying");
+                       "Mixpeek accepted the %sdeploy but its answer carries no deploy_id; "
+                       "look for it in the Mixpeek dashboard before trying again",
+                       from ? "production " : "");
         prov_op_fail(op, &e);
         return;
     }
     const char *word = json_string_value(json_object_get(d, "status"));
-    const char *env = mx_environment(json_string_value(json_object_get(d, "environment")));
-    record_set_digest(record_add(t, id, st->bundle_key, st->message, env ? env : "preview",
+    if (!env)
+        env = mx_environment(json_string_value(json_object_get(d, "environment")));
+    record_set_digest(record_add(t, id, bundle_key, message, env ? env : "preview",
                                  word ? word : "queued"),
-                      st->digest);
+                      digest);
     json_t *dep = to_deployment(t, d);
     json_decref(root);
     if (!dep) {
@@ -765,7 +772,15 @@ static void step_deploy(prov_op *op, const http_response *res)
         prov_op_fail(op, &e);
         return;
     }
+    if (from)
+        json_object_set_new(dep, "sourceDeploymentId", json_string(from));
     prov_op_succeed(op, dep);
+}
+
+static void step_deploy(prov_op *op, const http_response *res)
+{
+    mx_create *st = prov_op_state(op);
+    finish_deploy(op, res, st->bundle_key, st->message, st->digest, NULL, NULL);
 }
 
 static void start_deploy(prov_op *op)
@@ -1446,40 +1461,8 @@ static void publish_state_free(void *p)
 
 static void step_published(prov_op *op, const http_response *res)
 {
-    prov_target *t = prov_op_target(op);
     mx_publish_state *st = prov_op_state(op);
-    prov_error e;
-    json_t *root = prov_json_parse(res->body, res->body_len);
-    if (!answered_ok(res, root)) {
-        json_decref(root);
-        map_error(t, res, &e);
-        prov_op_fail(op, &e);
-        return;
-    }
-    json_t *d = payload(root);
-    const char *id = json_string_value(json_object_get(d, "deploy_id"));
-    if (!id || !*id) {
-        json_decref(root);
-        prov_error_set(&e, "bad_response", res->status, false,
-                       "Mixpeek accepted the production deploy but its answer carries no "
-                       "deploy_id; look for it in the Mixpeek dashboard before publishing again");
-        prov_op_fail(op, &e);
-        return;
-    }
-    const char *word = json_string_value(json_object_get(d, "status"));
-    record_set_digest(record_add(t, id, st->bundle_key, st->message, "production",
-                                 word ? word : "queued"),
-                      st->digest);
-    json_t *dep = to_deployment(t, d);
-    json_decref(root);
-    if (!dep) {
-        prov_error_set(&e, "internal_error", 0, true, "out of memory");
-        prov_op_fail(op, &e);
-        return;
-    }
-    if (st->from)
-        json_object_set_new(dep, "sourceDeploymentId", json_string(st->from));
-    prov_op_succeed(op, dep);
+    finish_deploy(op, res, st->bundle_key, st->message, st->digest, "production", st->from);
 }
 
 static prov_op *mx_publish(prov_target *t, json_t *source, prov_result_cb cb, void *ud,
