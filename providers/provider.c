@@ -81,7 +81,8 @@ struct prov_op {
     void (*free_state)(void *);
     http_req *req;
     prov_op_step_fn step;
-    uv_timer_t *later;         /* pending asynchronous completion */
+    uv_timer_t later;          /* asynchronous completion (no allocation: it cannot fail) */
+    bool later_armed;          /* `later` is initialized: the op is freed in its close cb */
     json_t *later_result;
     prov_error later_err;
     bool later_failed;
@@ -107,20 +108,21 @@ prov_op *prov_op_new(prov_target *t, prov_result_cb cb, void *ud, void *state,
 void *prov_op_state(prov_op *op) { return op->state; }
 prov_target *prov_op_target(prov_op *op) { return op->t; }
 
-static void on_timer_closed(uv_handle_t *h) { free(h); }
+static void on_later_closed(uv_handle_t *h) { free(h->data); }
 
 static void op_free(prov_op *op)
 {
     if (op->req)
         http_cancel(op->req);
-    if (op->later) {
-        uv_close((uv_handle_t *)op->later, on_timer_closed);
-        op->later = NULL;
-    }
     json_decref(op->later_result);
+    op->later_result = NULL;
     if (op->free_state)
         op->free_state(op->state);
-    free(op);
+    op->free_state = NULL;
+    if (op->later_armed)
+        uv_close((uv_handle_t *)&op->later, on_later_closed); /* frees op */
+    else
+        free(op);
 }
 
 void prov_op_cancel(prov_op *op)
@@ -172,8 +174,6 @@ void prov_op_fail(prov_op *op, const prov_error *err)
 static void on_later(uv_timer_t *timer)
 {
     prov_op *op = timer->data;
-    uv_close((uv_handle_t *)timer, on_timer_closed);
-    op->later = NULL;
     if (op->later_failed) {
         prov_op_fail(op, &op->later_err);
     } else {
@@ -183,18 +183,14 @@ static void on_later(uv_timer_t *timer)
     }
 }
 
+/* Completes the op on the next loop turn: callbacks never run inside the
+ * call that started the op. */
 static void schedule_later(prov_op *op)
 {
-    op->later = malloc(sizeof *op->later);
-    if (!op->later) {
-        /* Out of memory: the caller has no way to be told synchronously, so
-         * fail through the normal path on the next best occasion we have. */
-        log_error("provider: out of memory scheduling a completion");
-        abort();
-    }
-    uv_timer_init(op->t->loop, op->later);
-    op->later->data = op;
-    uv_timer_start(op->later, on_later, 0, 0);
+    uv_timer_init(op->t->loop, &op->later);
+    op->later.data = op;
+    op->later_armed = true;
+    uv_timer_start(&op->later, on_later, 0, 0);
 }
 
 void prov_op_succeed_later(prov_op *op, json_t *result)
@@ -256,7 +252,7 @@ int prov_escape(char *out, size_t n, const char *seg)
 
 /* True when the text contains a "\\u" escape (only then can a lone
  * surrogate be why parsing failed). */
-static bool memmem_u(const char *s, size_t len)
+static bool has_u_escape(const char *s, size_t len)
 {
     for (size_t i = 0; i + 1 < len; i++)
         if (s[i] == '\\' && s[i + 1] == 'u')
@@ -304,7 +300,7 @@ json_t *prov_json_parse(const char *body, size_t len)
         return NULL;
     if (utf8_valid(body, len)) {
         json_t *j = json_loadb(body, len, JSON_ALLOW_NUL, NULL);
-        if (j || !memmem_u(body, len))
+        if (j || !has_u_escape(body, len))
             return j;
     }
     size_t fixed_len = 0;
