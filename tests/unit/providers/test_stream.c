@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/unit/support/pyserver.h"
+
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -37,12 +39,10 @@
 
 extern char **environ;
 
-#define SERVER_START_TIMEOUT_MS 10000
 #define WAIT_MS 8000
 #define TICK_MS 5
 
-static pid_t g_server_pid = -1;
-static int g_server_stdin = -1;
+static pyserver g_server = {.pid = -1, .stdin_fd = -1};
 static char g_base[64];
 
 /* What the next stream_spec asks the server for. */
@@ -209,73 +209,16 @@ static int group_setup(void **state)
         return -1;
     signal(SIGPIPE, SIG_IGN);
 
-    const char *py = getenv("PYTHON");
-    const char *tests_dir = getenv("TESTS_DIR");
-    if (!py || !*py)
-        py = "python3";
-    if (!tests_dir || !*tests_dir)
-        tests_dir = "tests";
-    char script[PATH_MAX];
-    snprintf(script, sizeof script, "%s/unit/providers/stream_test_server.py", tests_dir);
-
-    int out[2], in[2];
-    if (pipe(out) != 0)
+    if (pyserver_start(&g_server, "unit/providers/stream_test_server.py") != 0)
         return -1;
-    if (pipe(in) != 0)
-        return -1;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, in[0], STDIN_FILENO);
-    posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);
-    posix_spawn_file_actions_addclose(&fa, in[0]);
-    posix_spawn_file_actions_addclose(&fa, in[1]);
-    posix_spawn_file_actions_addclose(&fa, out[0]);
-    posix_spawn_file_actions_addclose(&fa, out[1]);
-    char *argv[] = {(char *)py, (char *)"-u", script, NULL};
-    int rc = posix_spawnp(&g_server_pid, py, &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    close(in[0]);
-    close(out[1]);
-    if (rc != 0) {
-        fprintf(stderr, "cannot start %s: %s\n", py, strerror(rc));
-        close(in[1]);
-        close(out[0]);
-        return -1;
-    }
-    g_server_stdin = in[1];
-    fcntl(g_server_stdin, F_SETFD, FD_CLOEXEC);
-
-    char line[128];
-    size_t len = 0;
-    while (len < sizeof line - 1) {
-        struct pollfd pfd = {.fd = out[0], .events = POLLIN};
-        if (poll(&pfd, 1, SERVER_START_TIMEOUT_MS) <= 0)
-            break;
-        ssize_t n = read(out[0], line + len, 1);
-        if (n <= 0 || line[len] == '\n')
-            break;
-        len++;
-    }
-    line[len] = '\0';
-    close(out[0]);
-    int port = 0;
-    if (sscanf(line, "PORT %d", &port) != 1 || port <= 0) {
-        fprintf(stderr, "test server did not report its port (got '%s')\n", line);
-        return -1;
-    }
-    snprintf(g_base, sizeof g_base, "http://127.0.0.1:%d", port);
+    snprintf(g_base, sizeof g_base, "http://127.0.0.1:%d", g_server.port);
     return 0;
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    if (g_server_stdin >= 0)
-        close(g_server_stdin);
-    if (g_server_pid > 0) {
-        kill(g_server_pid, SIGTERM);
-        waitpid(g_server_pid, NULL, 0);
-    }
+    pyserver_stop(&g_server);
     curl_global_cleanup();
     return 0;
 }
