@@ -7,10 +7,13 @@
  * handles → run the loop until no handles remain → free the libwebsockets
  * context (its second lws_context_destroy) → uv_loop_close must return 0. */
 #include <curl/curl.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "mcp/config.h"
@@ -148,6 +151,30 @@ static void teardown_targets(mcp_server *srv)
     srv->ntargets = 0;
 }
 
+/* A caFile that is missing or unreadable would only show as a TLS error on the
+ * first request; --check reports it up front. Whether it holds valid PEM is
+ * left to the TLS library (it reports that clearly on use). */
+static bool ca_file_ok(const prov_target *t, char *problem, size_t len)
+{
+    const char *ca = cfg_str(t->cfg, "caFile", NULL);
+    struct stat st;
+    if (!ca)
+        return true;
+    if (stat(ca, &st) != 0) {
+        snprintf(problem, len, "caFile %s: %s", ca, strerror(errno));
+        return false;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(problem, len, "caFile %s: not a regular file", ca);
+        return false;
+    }
+    if (access(ca, R_OK) != 0) {
+        snprintf(problem, len, "caFile %s: %s", ca, strerror(errno));
+        return false;
+    }
+    return true;
+}
+
 static int run_check(mcp_server *srv)
 {
     cfg *c = srv->config;
@@ -162,6 +189,8 @@ static int run_check(mcp_server *srv)
         prov_target *t = &srv->targets[i];
         char problem[512] = "";
         bool ok = t->ops->credentials_ok(t, problem, sizeof problem);
+        if (ok)
+            ok = ca_file_ok(t, problem, sizeof problem);
         printf("  %-16s %-12s %s%s%s\n", t->cfg->name, t->ops->name, ok ? "ready" : "NOT READY",
                ok ? "" : ": ", ok ? "" : problem);
         bad += !ok;

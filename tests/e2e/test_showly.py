@@ -429,6 +429,19 @@ def check_and_config_errors():
     out = subprocess.run([BIN, "--check", "--config", path], env=dict(env, SHOWLY_TOKEN=TOKEN),
                          capture_output=True, text=True, timeout=5)
     assert out.returncode == 0 and TOKEN not in out.stdout + out.stderr, out
+    # A caFile that does not exist (or is a directory) is reported by --check,
+    # not left to the first TLS handshake.
+    for ca, why in ((os.path.join(tmp.tmp, "missing.pem"), "No such file"),
+                    (tmp.tmp, "not a regular file")):
+        withca = os.path.join(tmp.tmp, "ca.json")
+        with open(withca, "w") as f:
+            json.dump({"targets": {"web": {"provider": "showly", "siteId": "s",
+                                           "caFile": ca}}}, f)
+        out = subprocess.run([BIN, "--check", "--config", withca],
+                             env=dict(env, SHOWLY_TOKEN=TOKEN), capture_output=True,
+                             text=True, timeout=5)
+        assert out.returncode == 1 and "NOT READY" in out.stdout, out
+        assert "caFile" in out.stdout and why in out.stdout and ca in out.stdout, out
     bad = os.path.join(tmp.tmp, "bad.json")
     with open(bad, "w") as f:
         json.dump({"targets": {"web": {"provider": "shwoly", "siteId": "x"}}}, f)
