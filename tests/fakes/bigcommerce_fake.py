@@ -20,26 +20,21 @@ a monotonic clock (creation + i * step_ms). The current snapshot is the last
 one due, so a deployment advances by wall clock whether anybody streams it.
 """
 
-import argparse
 import bisect
 import hashlib
 import hmac
 import io
 import json
 import os
-import select
-import signal
-import socket
 import sys
-import threading
 import time
 import uuid
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, unquote, urlsplit
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402  (tests/fakes/common.py)
 
 MAX_JSON_BODY = 1 << 20
-MAX_RECORDED = 5000
 DEFAULT_MAX_UPLOAD = 64 << 20          # "64 MB compressed"
 DEFAULT_TOKEN = "bc_faketoken"
 PROBLEM_TYPE = "https://developer.bigcommerce.com/api-docs/getting-started/api-status-codes"
@@ -219,32 +214,20 @@ class Deployment:
                 "sentIndices": sorted(self.sent), "connections": self.connections}
 
 
-class State:
-    def __init__(self, tokens):
-        self.lock = threading.RLock()
-        self.tokens = tokens
-        self.epoch = 0
-        self.reset()
+class State(common.BaseState):
+    max_recorded = 5000
 
-    def reset(self):
-        with self.lock:
-            self.epoch += 1
-            self.knobs = json.loads(json.dumps(GLOBAL_KNOBS))
-            self.deployments = {}
-            self.order = []
-            self.uploads = {}
-            self.requests = []
-            self.streams_open = {}
-            self.streams_closed = []
-            self.streams_opened = 0
-            self.stream_seq = 0
-            self.log_clock = {}       # project -> monotonic epoch of its log sequence
-            self.log_last = {}        # project -> last log event k sent
-            self.secret = os.urandom(16)
+    def reset_provider(self):
+        self.knobs = json.loads(json.dumps(GLOBAL_KNOBS))
+        self.deployments = {}
+        self.order = []
+        self.uploads = {}
+        self.log_clock = {}       # project -> monotonic epoch of its log sequence
+        self.log_last = {}        # project -> last log event k sent
+        self.secret = os.urandom(16)
 
 
 STATE = None
-SHUTDOWN = threading.Event()
 
 
 def in_progress(project):
@@ -280,55 +263,21 @@ def log_event(project, k, epoch_mono, epoch_wall):
     return ev
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(common.FakeHandler):
     server_version = "BigCommerceFake/1.0"
-    verbose = False
-
-    def log_message(self, fmt, *args):
-        if self.verbose:
-            sys.stderr.write("bigcommerce-fake: " + (fmt % args) + "\n")
+    log_name = "bigcommerce-fake"
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = lambda self: self._handle()
 
     # -- plumbing -------------------------------------------------------
-    def _send(self, status, body, ctype="application/json", headers=None):
-        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(raw)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(raw)
-        if self.rec is not None:
-            self.rec["status"] = status
-
     def _send_problem(self, e):
-        self._send(e.status, e.body(), "application/problem+json", e.headers)
-
-    def _record(self, path, url):
-        hdrs = {}
-        for k, v in self.headers.items():
-            k = k.lower()
-            hdrs[k] = hdrs[k] + ", " + v if k in hdrs else v
-        self.rec = {"method": self.command, "path": path, "query": self.qs,
-                    "rawQuery": url.query, "headers": hdrs, "body": None,
-                    "ts": time.time(), "status": None}
-        with STATE.lock:
-            STATE.requests.append(self.rec)
-            if len(STATE.requests) > MAX_RECORDED:
-                del STATE.requests[:len(STATE.requests) - MAX_RECORDED]
-            latency = STATE.knobs.get("latency_ms") or 0
-        if latency:
-            time.sleep(latency / 1000.0)
+        self._send(e.status, json.dumps(e.body()).encode(), "application/problem+json",
+                   e.headers)
 
     def _json_body(self):
-        n = int(self.headers.get("Content-Length") or 0)
-        if n > MAX_JSON_BODY:
-            self.close_connection = True
+        raw = self._read_sized(MAX_JSON_BODY)
+        if raw is None:
             raise ApiError(413, "Payload Too Large")
-        raw = self.rfile.read(n) if n > 0 else b""
         text = raw.decode("utf-8", "replace")
         if self.rec is not None:
             self.rec["body"] = text or None
@@ -343,15 +292,11 @@ class Handler(BaseHTTPRequestHandler):
         return body
 
     def _handle(self):
-        self.rec = None
-        url = urlsplit(self.path)
-        path = unquote(url.path)
-        self.qs = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
-        parts = [p for p in path.split("/") if p]
+        url, path, parts = self._begin()
         try:
             if parts[:1] == ["_fake"]:
                 return self._control(parts[1:])
-            self._record(path, url)
+            self._record(url, path, None)
             if parts[:1] == ["_upload"]:
                 return self._upload(parts[1:])
             inj = self._injected(path)
@@ -372,17 +317,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _injected(self, path):
         with STATE.lock:
-            for rule in STATE.knobs.get("errors") or []:
-                if rule.get("times", 1) <= 0:
-                    continue
-                if rule.get("method") and rule["method"].upper() != self.command:
-                    continue
-                p = rule.get("path", "*")
-                if not (path.startswith(p[:-1]) if p.endswith("*") else path == p):
-                    continue
-                rule["times"] = rule.get("times", 1) - 1
-                return dict(rule)
-        return None
+            return common.take_rule(STATE.knobs.get("errors"), self.command, path)
 
     def _auth(self):
         tok = self.headers.get("X-Auth-Token")
@@ -396,14 +331,9 @@ class Handler(BaseHTTPRequestHandler):
     def _rate_limit(self, path):
         with STATE.lock:
             rule = STATE.knobs.get("rate_limit")
-            if not rule or rule.get("times", 1) <= 0:
+            rule = common.take_rule([rule] if rule else [], self.command, path)
+            if rule is None:
                 return
-            if rule.get("method") and rule["method"].upper() != self.command:
-                return
-            p = rule.get("path", "*")
-            if not (path.startswith(p[:-1]) if p.endswith("*") else path == p):
-                return
-            rule["times"] = rule.get("times", 1) - 1
             reset = int(rule.get("reset_ms", 1000))
         raise ApiError(429, "Too Many Requests", "Rate limit exceeded for this store.",
                        headers={"X-Rate-Limit-Time-Reset-Ms": str(reset),
@@ -430,10 +360,9 @@ class Handler(BaseHTTPRequestHandler):
             self._method("GET")
             with STATE.lock:
                 projects = sorted({d.project for d in STATE.deployments.values()})
-            return self._send(200, {"data": [{"uuid": p, "name": "project " + p[:8]}
-                                             for p in projects],
-                                    "meta": {"cursor_pagination": {"count": len(projects),
-                                                                   "per_page": 50}}})
+            return self._send_json(200, {
+                "data": [{"uuid": p, "name": "project " + p[:8]} for p in projects],
+                "meta": {"cursor_pagination": {"count": len(projects), "per_page": 50}}})
         raise ApiError(404, "Not Found", "No route for %s %s" % (m, self.path))
 
     def _method(self, *allowed):
@@ -459,7 +388,7 @@ class Handler(BaseHTTPRequestHandler):
                                  "size": None, "contentType": None, "sha256": None,
                                  "isZip": None, "entries": [], "entryCount": 0,
                                  "allUnderOutput": None, "puts": 0}
-        self._send(200, {"data": {"upload_url": url, "upload_uuid": up}, "meta": {}})
+        self._send_json(200, {"data": {"upload_url": url, "upload_uuid": up}, "meta": {}})
 
     def _create_deployment(self):
         body = self._json_body()
@@ -508,7 +437,7 @@ class Handler(BaseHTTPRequestHandler):
             dep = Deployment(STATE, project, up, knobs, bundle_code=code)
             STATE.deployments[dep.uuid] = dep
             STATE.order.append(dep.uuid)
-        self._send(201, {"data": {"deployment_uuid": dep.uuid}, "meta": {}})
+        self._send_json(201, {"data": {"deployment_uuid": dep.uuid}, "meta": {}})
 
     # -- the signed upload URL ----------------------------------------------
     def _s3_error(self, status, code, message, extra=""):
@@ -573,52 +502,10 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- streams ----------------------------------------------------------
     def _open_stream(self, kind, key, conn):
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.flush()
-        self.rec["status"] = 200
-        self.close_connection = True
-        with STATE.lock:
-            STATE.stream_seq += 1
-            STATE.streams_opened += 1
-            rec = {"streamId": STATE.stream_seq, "kind": kind, "key": key,
-                   "connection": conn, "openedAt": time.time(), "closedAt": None,
-                   "events_sent": 0, "keepalives_sent": 0, "reason": None}
-            STATE.streams_open[rec["streamId"]] = rec
-        return rec, STATE.epoch
-
-    def _close_stream(self, rec, epoch, reason):
-        try:
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        with STATE.lock:
-            rec["closedAt"] = time.time()
-            rec["reason"] = reason
-            if STATE.epoch == epoch:
-                STATE.streams_open.pop(rec["streamId"], None)
-                STATE.streams_closed.append(rec)
-
-    def _client_gone(self, wait):
-        """Sleeps up to `wait` s; True when the client closed its side."""
-        if wait > 0:
-            try:
-                r, _, _ = select.select([self.connection], [], [], min(wait, 0.2))
-            except (OSError, ValueError):
-                return True
-            if r:
-                try:
-                    return self.connection.recv(1, socket.MSG_PEEK) == b""
-                except OSError:
-                    return True
-        return False
-
-    def _write(self, b):
-        self.wfile.write(b)
-        self.wfile.flush()
+        self._start_sse()
+        return STATE.open_stream({"kind": kind, "key": key, "connection": conn,
+                                  "openedAt": time.time(), "closedAt": None,
+                                  "events_sent": 0, "keepalives_sent": 0, "reason": None})
 
     def _events(self, dep_id):
         with STATE.lock:
@@ -635,7 +522,7 @@ class Handler(BaseHTTPRequestHandler):
         reason = "timeout"
         try:
             while True:
-                if SHUTDOWN.is_set() or STATE.epoch != epoch:
+                if common.SHUTDOWN.is_set() or STATE.epoch != epoch:
                     reason = "server_shutdown"
                     break
                 now = time.monotonic()
@@ -646,8 +533,8 @@ class Handler(BaseHTTPRequestHandler):
                     snaps = [(i, dep.snaps[i]) for i in todo]
                     terminal = dep.terminal(now)
                 for i, s in snaps:
-                    self._write(b"event: message\ndata: " + json.dumps(
-                        s, separators=(",", ":")).encode() + b"\n\n")
+                    self._write(common.sse_frame(
+                        json.dumps(s, separators=(",", ":")).encode(), "message"))
                     last_write = time.monotonic()
                     last = i
                     with STATE.lock:
@@ -660,10 +547,7 @@ class Handler(BaseHTTPRequestHandler):
                     reason = "timeout"   # the 30 s server-side close
                     break
                 if ka_ms and (now - last_write) * 1000 >= ka_ms:
-                    self._write(b": keep-alive\n\n")
-                    last_write = time.monotonic()
-                    with STATE.lock:
-                        rec["keepalives_sent"] += 1
+                    last_write = self._keep_alive(rec, "keepalives_sent")
                     continue
                 wait = 0.05
                 with STATE.lock:
@@ -673,9 +557,9 @@ class Handler(BaseHTTPRequestHandler):
                 if self._client_gone(max(wait, 0.005)):
                     reason = "client_closed"
                     break
-        except (BrokenPipeError, ConnectionResetError, OSError):
+        except OSError:  # BrokenPipeError, ConnectionResetError, ...
             reason = "client_closed"
-        self._close_stream(rec, epoch, reason)
+        self._end_stream(rec, epoch, reason)
 
     def _logs(self, project):
         with STATE.lock:
@@ -699,7 +583,7 @@ class Handler(BaseHTTPRequestHandler):
                 self._send_log(rec, project, last_k, clock)
                 last_write = time.monotonic()
             while True:
-                if SHUTDOWN.is_set() or STATE.epoch != epoch:
+                if common.SHUTDOWN.is_set() or STATE.epoch != epoch:
                     reason = "server_shutdown"
                     break
                 now = time.monotonic()
@@ -712,24 +596,20 @@ class Handler(BaseHTTPRequestHandler):
                     reason = "timeout"   # the 60 s end of a tail
                     break
                 if ka_ms and (now - last_write) * 1000 >= ka_ms:
-                    self._write(b": keep-alive\n\n")
-                    last_write = time.monotonic()
-                    with STATE.lock:
-                        rec["keepalives_sent"] += 1
+                    last_write = self._keep_alive(rec, "keepalives_sent")
                     continue
                 wait = min(clock[0] + k * interval - now, opened + close_ms / 1000.0 - now,
                            0.05)
                 if self._client_gone(max(wait, 0.005)):
                     reason = "client_closed"
                     break
-        except (BrokenPipeError, ConnectionResetError, OSError):
+        except OSError:  # BrokenPipeError, ConnectionResetError, ...
             reason = "client_closed"
-        self._close_stream(rec, epoch, reason)
+        self._end_stream(rec, epoch, reason)
 
     def _send_log(self, rec, project, k, clock):
         ev = log_event(project, k, clock[0], clock[1])
-        self._write(b"event: message\ndata: " + json.dumps(ev, separators=(",", ":")).encode()
-                    + b"\n\n")
+        self._write(common.sse_frame(json.dumps(ev, separators=(",", ":")).encode(), "message"))
         with STATE.lock:
             rec["events_sent"] += 1
             rec.setdefault("seqs", []).append(k)
@@ -743,15 +623,12 @@ class Handler(BaseHTTPRequestHandler):
         try:
             body = json.loads(raw) if raw.strip() else {}
         except ValueError:
-            return self._send(400, {"error": "control bodies must be JSON"})
+            return self._send_json(400, {"error": "control bodies must be JSON"})
         if not isinstance(body, dict):
-            return self._send(400, {"error": "control bodies must be JSON objects"})
-        ok = self._send
+            return self._send_json(400, {"error": "control bodies must be JSON objects"})
+        ok = self._send_json
         with STATE.lock:
-            if p == ["reset"] and m == "POST":
-                STATE.reset()
-                return ok(200, {"ok": True})
-            if p == ["knobs"] and m in ("GET", "POST"):
+            if p == ["knobs"] and m in ("GET", "POST"):  # checks a body on GET too
                 for k in body:
                     if k not in GLOBAL_KNOBS:
                         return ok(400, {"error": "unknown knob %r (known: %s)"
@@ -760,30 +637,15 @@ class Handler(BaseHTTPRequestHandler):
                     if k in body and set(body[k] or {}) - DEP_KNOBS:
                         return ok(400, {"error": "unknown deployment knob in %s" % k})
                 if "next_deploy" in body:
-                    nd = body["next_deploy"]
-                    body["next_deploy"] = [] if nd is None else (nd if isinstance(nd, list) else [nd])
+                    body["next_deploy"] = common.as_list(body["next_deploy"])
                 if "errors" in body:
                     body["errors"] = [dict(e) for e in body["errors"] or []]
                 if "rate_limit" in body and body["rate_limit"] is not None:
                     body["rate_limit"] = dict(body["rate_limit"])
                 STATE.knobs.update(body)
                 return ok(200, STATE.knobs)
-            if p == ["requests"] and m == "GET":
-                reqs = STATE.requests
-                pp = self.qs.get("path")
-                if pp:
-                    reqs = [r for r in reqs if (r["path"].startswith(pp[:-1])
-                                                if pp.endswith("*") else r["path"] == pp)]
-                if self.qs.get("method"):
-                    reqs = [r for r in reqs if r["method"] == self.qs["method"].upper()]
-                return ok(200, reqs)
-            if p == ["requests"] and m == "DELETE":
-                STATE.requests.clear()
-                return ok(200, {"ok": True})
-            if p == ["streams"] and m == "GET":
-                return ok(200, {"open": len(STATE.streams_open), "opened": STATE.streams_opened,
-                                "openStreams": list(STATE.streams_open.values()),
-                                "closed": STATE.streams_closed, "now": time.time()})
+            if self._control_common(p, body):
+                return
             if p == ["uploads"] and m == "GET":
                 return ok(200, list(STATE.uploads.values()))
             if p == ["deployments"] and m == "GET":
@@ -818,56 +680,13 @@ class Handler(BaseHTTPRequestHandler):
         return ok(404, {"error": "no control route for %s %s" % (m, self.path)})
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    block_on_close = False
-
-    def handle_error(self, request, client_address):
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)):
-            return
-        super().handle_error(request, client_address)
-
-
 def main(argv=None):
     global STATE
-    ap = argparse.ArgumentParser(description="Fake BigCommerce Infrastructure Hosting API")
-    ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--token", action="append",
-                    help="accepted X-Auth-Token (repeatable; default %s)" % DEFAULT_TOKEN)
-    ap.add_argument("--exit-on-stdin-eof", action="store_true")
-    ap.add_argument("--verbose", action="store_true")
-    args = ap.parse_args(argv)
+    args = common.arg_parser(
+        "Fake BigCommerce Infrastructure Hosting API",
+        "accepted X-Auth-Token (repeatable; default %s)" % DEFAULT_TOKEN).parse_args(argv)
     STATE = State(set(args.token or [DEFAULT_TOKEN]))
-    Handler.verbose = args.verbose
-    srv = Server((args.host, args.port), Handler)
-    sys.stdout.write("PORT %d\n" % srv.server_address[1])
-    sys.stdout.flush()
-
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda s, f: stop.set())
-    signal.signal(signal.SIGINT, lambda s, f: stop.set())
-    if args.exit_on_stdin_eof:
-        def watch_stdin():
-            try:
-                while os.read(sys.stdin.fileno(), 65536):
-                    pass
-            except OSError:
-                pass
-            stop.set()
-        threading.Thread(target=watch_stdin, daemon=True).start()
-
-    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    t.start()
-    while not stop.wait(0.2):
-        pass
-    SHUTDOWN.set()
-    srv.shutdown()
-    srv.server_close()
-    time.sleep(0.05)
-    return 0
+    return common.serve(args, Handler, STATE)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ keep every deployment ever made on the instance, so an old deployment's events
 are replayed to a client that does not pass the POST's lastEventId.
 """
 
-import argparse
 import base64
 import bisect
 import binascii
@@ -29,21 +28,18 @@ import json
 import os
 import re
 import secrets
-import select
-import signal
-import socket
 import sys
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, unquote, urlsplit
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402  (tests/fakes/common.py)
 
 SKEW_S = 300                  # Bluelink-Signature-V1 clock skew
 REPLAY_WINDOW_S = 300         # replay without Last-Event-ID
 DEFAULT_STEP_MS = 100
 MAX_BODY = 4 * 1024 * 1024
-MAX_RECORDED = 20000
 DEFAULT_TOKEN = "bl_fake_jwt_token"
 DEFAULT_API_KEY = "bl_fake_api_key"
 DEFAULT_KEY_ID = "deploy-mcp"
@@ -562,31 +558,17 @@ class Instance:
                 "metadata": {}}
 
 
-class State:
+class State(common.BaseState):
     def __init__(self, tokens, api_keys, key_pairs):
-        self.lock = threading.RLock()
-        self.tokens, self.api_keys, self.key_pairs = tokens, api_keys, key_pairs
-        self.epoch = 0
-        self.reset()
+        self.api_keys, self.key_pairs = api_keys, key_pairs
+        super().__init__(tokens)
 
-    def reset(self):
-        with self.lock:
-            self.epoch += 1
-            self.seq = 0
-            self.changesets = {}
-            self.instances = {}
-            self.requests = []
-            self.knobs = {"default_knobs": {}, "next_changeset": [], "latency_ms": 0, "errors": [],
-                          "clock_offset_s": 0, "replay_window_s": REPLAY_WINDOW_S,
-                          "validation_diagnostics": None, "deploy_drift": False}
-            self.streams_open = {}
-            self.streams_opened = 0
-            self.streams_closed = []
-            self.stream_seq = 0
-
-    def next_seq(self):
-        self.seq += 1
-        return self.seq
+    def reset_provider(self):
+        self.changesets = {}
+        self.instances = {}
+        self.knobs = {"default_knobs": {}, "next_changeset": [], "latency_ms": 0, "errors": [],
+                      "clock_offset_s": 0, "replay_window_s": REPLAY_WINDOW_S,
+                      "validation_diagnostics": None, "deploy_drift": False}
 
     def now(self):
         return time.time() + float(self.knobs.get("clock_offset_s") or 0)
@@ -601,77 +583,32 @@ class State:
 
 
 STATE = None
-SHUTDOWN = threading.Event()
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(common.FakeHandler):
     server_version = "BluelinkFake/1.0"
-    verbose = False
-
-    def log_message(self, fmt, *args):
-        if self.verbose:
-            sys.stderr.write("bluelink-fake: " + (fmt % args) + "\n")
+    log_name = "bluelink-fake"
 
     # -- plumbing -------------------------------------------------------
     def _read_body(self):
-        n = int(self.headers.get("Content-Length") or 0)
-        if n > MAX_BODY:
-            self.close_connection = True
+        raw = self._read_sized(MAX_BODY)
+        if raw is None:
             raise ApiError(413, "request body too large")
-        return self.rfile.read(n) if n > 0 else b""
-
-    def _send_json(self, status, obj, headers=None):
-        body = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-        if self.rec is not None:
-            self.rec["status"] = status
+        return raw
 
     def _handle(self):
-        self.rec = None
-        url = urlsplit(self.path)
-        path = unquote(url.path)
-        self.qs = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
-        try:
-            raw = self._read_body()
-        except ApiError as e:
-            self._send_json(e.status, e.body)
-            return
-        except (ValueError, OSError):
-            self.close_connection = True
-            self._send_json(400, {"message": "bad request body"})
+        url, path, parts = self._begin()
+        raw = self._read_request(self._read_body, ApiError, lambda e: e.body,
+                                 {"message": "bad request body"})
+        if raw is None:
             return
         text = raw.decode("utf-8", "replace")
-        try:
-            self.json = json.loads(text) if text.strip() else None
-            self.json_ok = True
-        except ValueError:
-            self.json, self.json_ok = None, False
+        self.json, self.json_ok = common.parse_json_text(text)
         is_fake = path == "/_fake" or path.startswith("/_fake/")
         if not is_fake:
-            hdrs = {}
-            for k, v in self.headers.items():
-                k = k.lower()
-                hdrs[k] = hdrs[k] + ", " + v if k in hdrs else v
-            self.rec = {"method": self.command, "path": path, "query": self.qs,
-                        "rawQuery": url.query, "headers": hdrs,
-                        "body": self.json if (self.json_ok and text.strip()) else (text or None),
-                        "ts": time.time(), "status": None, "auth": None}
-            with STATE.lock:
-                STATE.requests.append(self.rec)
-                if len(STATE.requests) > MAX_RECORDED:
-                    del STATE.requests[:len(STATE.requests) - MAX_RECORDED]
-                latency = STATE.knobs.get("latency_ms") or 0
-            if latency:
-                time.sleep(latency / 1000.0)
-        parts = [p for p in path.split("/") if p]
+            self._record(url, path,
+                         self.json if (self.json_ok and text.strip()) else (text or None),
+                         tail={"auth": None})
         try:
             if is_fake:
                 self._control(parts[1:])
@@ -694,27 +631,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def _injected_error(self, path):
         with STATE.lock:
-            for rule in STATE.knobs.get("errors") or []:
-                if rule.get("times", 1) <= 0:
-                    continue
-                if rule.get("method") and rule["method"].upper() != self.command:
-                    continue
-                p = rule.get("path", "*")
-                if not (path.startswith(p[:-1]) if p.endswith("*") else p == path):
-                    continue
-                rule["times"] = rule.get("times", 1) - 1
-                return dict(rule)
-        return None
+            return common.take_rule(STATE.knobs.get("errors"), self.command, path)
 
     def _send_injected(self, rule):
         if rule.get("mode") == "close":
-            self.close_connection = True
-            if self.rec is not None:
-                self.rec["status"] = "closed"
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            self._close_unanswered()
             return
         self._send_json(int(rule.get("status", 503)),
                         rule.get("body") or {"message": rule.get("message", "injected error")})
@@ -897,43 +818,21 @@ class Handler(BaseHTTPRequestHandler):
                     if e["wall"] >= cutoff:
                         start = i
                         break
-            epoch = STATE.epoch
-            STATE.stream_seq += 1
-            rec = {"streamId": STATE.stream_seq, "channel": ch.id, "kind": ch.kind,
-                   "connection": conn, "openedAt": time.time(), "closedAt": None,
-                   "requestLastEventId": self.headers.get("Last-Event-ID"),
-                   "requestDate": self.headers.get("Bluelink-Date"),
-                   "auth": self.rec.get("auth") if self.rec else None,
-                   "startIndex": start, "lastEventId": None, "eventsSent": 0, "sentIds": [],
-                   "reason": None}
-            STATE.streams_open[rec["streamId"]] = rec
-            STATE.streams_opened += 1
-        if self.rec is not None:
-            self.rec["status"] = 200
-        sock = self.connection
+            rec, epoch = STATE.open_stream({
+                "channel": ch.id, "kind": ch.kind, "connection": conn,
+                "openedAt": time.time(), "closedAt": None,
+                "requestLastEventId": self.headers.get("Last-Event-ID"),
+                "requestDate": self.headers.get("Bluelink-Date"),
+                "auth": self.rec.get("auth") if self.rec else None,
+                "startIndex": start, "lastEventId": None, "eventsSent": 0, "sentIds": [],
+                "reason": None})
         reason = "error"
-
-        def client_gone(timeout):
-            try:
-                r, _, _ = select.select([sock], [], [], max(0.0, timeout))
-                if r:
-                    return not sock.recv(65536)
-            except (OSError, ValueError):
-                return True
-            return False
-
         try:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Cache-Control", "no-cache")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.close_connection = True
-            self.wfile.flush()
+            self._start_sse()
             i, sent_here = start, 0
             drop = k.get("drop_every") or (k.get("drop_after") if conn == 1 else None)
             while True:
-                if SHUTDOWN.is_set():
+                if common.SHUTDOWN.is_set():
                     reason = "server_shutdown"
                     break
                 if drop and sent_here >= int(drop):
@@ -945,10 +844,8 @@ class Handler(BaseHTTPRequestHandler):
                     dc = ch.due_count(now)
                     ev = ch.events[i] if i < len(ch.events) else None
                 if ev is not None and i < dc:
-                    data = json.dumps(ev["data"], separators=(",", ":"))
-                    self.wfile.write(("event: %s\nid: %s\ndata: %s\n\n"
-                                      % (ev["event"], ev["id"], data)).encode())
-                    self.wfile.flush()
+                    data = json.dumps(ev["data"], separators=(",", ":")).encode()
+                    self._write(common.sse_frame(data, ev["event"], ev["id"]))
                     sent_here += 1
                     with STATE.lock:
                         rec["eventsSent"] += 1
@@ -961,23 +858,13 @@ class Handler(BaseHTTPRequestHandler):
                     continue
                 # No keep-alives and no server-side timeout (PROVIDERS.md).
                 wait = 0.2 if ev is None else min(0.2, max(0.0, ev["due"] - now))
-                if client_gone(wait):
+                if self._client_gone(wait):
                     reason = "client_closed"
                     break
         except OSError:
             reason = "client_closed"
         finally:
-            self.close_connection = True
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            with STATE.lock:
-                rec["closedAt"] = time.time()
-                rec["reason"] = reason
-                if STATE.epoch == epoch:
-                    STATE.streams_open.pop(rec["streamId"], None)
-                    STATE.streams_closed.append(rec)
+            self._end_stream(rec, epoch, reason)
 
     # -- control API --------------------------------------------------------
     def _control(self, p):
@@ -987,29 +874,8 @@ class Handler(BaseHTTPRequestHandler):
         body = self.json or {}
         ok = self._send_json
         with STATE.lock:
-            if p == ["reset"] and m == "POST":
-                STATE.reset()
-                return ok(200, {"ok": True})
-            if p == ["knobs"] and m in ("GET", "POST"):
-                if m == "POST":
-                    self._set_global(body)
-                return ok(200, STATE.knobs)
-            if p == ["requests"] and m == "GET":
-                reqs = STATE.requests
-                pp = self.qs.get("path")
-                if pp:
-                    reqs = [r for r in reqs if (r["path"].startswith(pp[:-1]) if pp.endswith("*")
-                                                else r["path"] == pp)]
-                if self.qs.get("method"):
-                    reqs = [r for r in reqs if r["method"] == self.qs["method"].upper()]
-                return ok(200, reqs)
-            if p == ["requests"] and m == "DELETE":
-                STATE.requests.clear()
-                return ok(200, {"ok": True})
-            if p == ["streams"] and m == "GET":
-                return ok(200, {"open": len(STATE.streams_open), "opened": STATE.streams_opened,
-                                "openStreams": list(STATE.streams_open.values()),
-                                "closed": STATE.streams_closed, "now": time.time()})
+            if self._control_common(p, body):
+                return
             if p == ["sign"] and m == "GET":
                 key_id = self.qs.get("keyId") or next(iter(STATE.key_pairs))
                 date = int(self.qs.get("date") or STATE.now())
@@ -1021,12 +887,7 @@ class Handler(BaseHTTPRequestHandler):
                 cs = STATE.changesets.get(p[1])
                 if cs is None:
                     raise ApiError(404, "no change set %s" % p[1])
-                if len(p) == 3 and p[2] == "knobs" and m == "POST":
-                    validate_knobs(body)
-                    cs.channel.knobs.update(body)
-                elif len(p) == 3 or m != "GET":
-                    raise ApiError(404, "no control route")
-                return ok(200, self._cs_json(cs))
+                return self._channel_route(p, body, cs.channel, lambda: self._cs_json(cs))
             if p == ["instances"] and m == "POST":
                 return ok(201, self._fake_instance(body))
             if p == ["instances"] and m == "GET":
@@ -1036,13 +897,17 @@ class Handler(BaseHTTPRequestHandler):
                 inst = STATE.instance(p[1])
                 if inst is None:
                     raise ApiError(404, "no instance %s" % p[1])
-                if len(p) == 3 and p[2] == "knobs" and m == "POST":
-                    validate_knobs(body)
-                    inst.channel.knobs.update(body)
-                elif len(p) == 3 or m != "GET":
-                    raise ApiError(404, "no control route")
-                return ok(200, self._inst_json(inst))
+                return self._channel_route(p, body, inst.channel, lambda: self._inst_json(inst))
         raise ApiError(404, "no control route for %s %s" % (m, self.path))
+
+    def _channel_route(self, p, body, channel, to_json):
+        """GET /_fake/{changesets|instances}/{id}, or POST …/{id}/knobs (merge)."""
+        if len(p) == 3 and p[2] == "knobs" and self.command == "POST":
+            validate_knobs(body)
+            channel.knobs.update(body)
+        elif len(p) == 3 or self.command != "GET":
+            raise ApiError(404, "no control route")
+        return self._send_json(200, to_json())
 
     def _set_global(self, body):
         for k in body:
@@ -1052,16 +917,14 @@ class Handler(BaseHTTPRequestHandler):
             body["default_knobs"] = body["default_knobs"] or {}
             validate_knobs(body["default_knobs"])
         if "next_changeset" in body:
-            nc = body["next_changeset"]
-            nc = [] if nc is None else (nc if isinstance(nc, list) else [nc])
+            nc = common.as_list(body["next_changeset"])
             for kn in nc:
                 validate_knobs(kn)
             body["next_changeset"] = [dict(kn) for kn in nc]
         if "errors" in body:
-            errs = body["errors"] or []
-            if not isinstance(errs, list) or not all(isinstance(e, dict) for e in errs):
+            body["errors"] = common.rule_list(body["errors"])
+            if body["errors"] is None:
                 raise ApiError(400, "errors must be a list of objects")
-            body["errors"] = [dict(e) for e in errs]
         STATE.knobs.update(body)
 
     def _fake_instance(self, body):
@@ -1108,29 +971,19 @@ class Handler(BaseHTTPRequestHandler):
         return out
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    block_on_close = False
-
-    def handle_error(self, request, client_address):
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)):
-            return
-        super().handle_error(request, client_address)
-
-
 def main(argv=None):
     global STATE
-    ap = argparse.ArgumentParser(description="Fake Bluelink Deploy Engine for deploy-mcp tests")
-    ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--token", action="append", help="accepted bearer token (repeatable)")
-    ap.add_argument("--api-key", action="append", help="accepted Bluelink-Api-Key (repeatable)")
-    ap.add_argument("--key-id", action="append", help="signature key id (pairs with --secret)")
-    ap.add_argument("--secret", action="append", help="signature secret of the matching --key-id")
-    ap.add_argument("--exit-on-stdin-eof", action="store_true")
-    ap.add_argument("--verbose", action="store_true")
+
+    def more_args(ap):
+        ap.add_argument("--api-key", action="append",
+                        help="accepted Bluelink-Api-Key (repeatable)")
+        ap.add_argument("--key-id", action="append",
+                        help="signature key id (pairs with --secret)")
+        ap.add_argument("--secret", action="append",
+                        help="signature secret of the matching --key-id")
+
+    ap = common.arg_parser("Fake Bluelink Deploy Engine for deploy-mcp tests",
+                           "accepted bearer token (repeatable)", more_args)
     args = ap.parse_args(argv)
     key_ids = args.key_id or [DEFAULT_KEY_ID]
     secrets_ = args.secret or [DEFAULT_SECRET]
@@ -1138,33 +991,7 @@ def main(argv=None):
         ap.error("--key-id and --secret must be given the same number of times")
     STATE = State(set(args.token or [DEFAULT_TOKEN]), set(args.api_key or [DEFAULT_API_KEY]),
                   dict(zip(key_ids, secrets_)))
-    Handler.verbose = args.verbose
-    srv = Server((args.host, args.port), Handler)
-    sys.stdout.write("PORT %d\n" % srv.server_address[1])
-    sys.stdout.flush()
-
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda s, f: stop.set())
-    signal.signal(signal.SIGINT, lambda s, f: stop.set())
-    if args.exit_on_stdin_eof:
-        def watch_stdin():
-            try:
-                while os.read(sys.stdin.fileno(), 65536):
-                    pass
-            except OSError:
-                pass
-            stop.set()
-        threading.Thread(target=watch_stdin, daemon=True).start()
-
-    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    t.start()
-    while not stop.wait(0.2):
-        pass
-    SHUTDOWN.set()
-    srv.shutdown()
-    srv.server_close()
-    time.sleep(0.05)  # let stream threads notice SHUTDOWN and record their close
-    return 0
+    return common.serve(args, Handler, STATE)
 
 
 if __name__ == "__main__":

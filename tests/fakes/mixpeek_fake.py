@@ -17,24 +17,20 @@ not anybody streams it. The log stream has no ids and every connection
 replays all lines due so far before going live, as the real one does.
 """
 
-import argparse
 import io
 import json
 import os
 import secrets
-import select
-import signal
-import socket
 import sys
-import threading
 import time
 import zipfile
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import quote
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402  (tests/fakes/common.py)
 
 MAX_BODY = 64 * 1024 * 1024       # uploads included
-MAX_RECORDED = 20000
 DEFAULT_LINE_DELAY_MS = 50
 DEFAULT_QUEUED_MS = 100
 DEFAULT_FINAL_MS = 100
@@ -230,30 +226,14 @@ class Deploy:
         return d
 
 
-class State:
-    def __init__(self, tokens):
-        self.tokens = tokens
-        self.lock = threading.RLock()
-        self.reset()
-
-    def reset(self):
-        self.epoch = getattr(self, "epoch", 0) + 1
-        self.seq = 0
+class State(common.BaseState):
+    def reset_provider(self):
         self.knobs = {"missing_apps": ["app_missing"]}
         self.deploys = {}
         self.uploads = {}             # bundle key -> record
         self.versions = {}            # app -> [version]
         self.versioned = set()        # deploy ids that got their version
-        self.requests = []
         self.rate = {}                # route -> [timestamps]
-        self.streams_open = {}
-        self.streams_closed = []
-        self.streams_opened = 0
-        self.stream_seq = 0
-
-    def next_seq(self):
-        self.seq += 1
-        return self.seq
 
     def sync_versions(self, now):
         """A deploy that completed becomes the newest version of its app."""
@@ -279,17 +259,12 @@ class State:
 
 
 STATE = None
-SHUTDOWN = threading.Event()
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(common.FakeHandler):
     server_version = "MixpeekFake/1.0"
-    verbose = False
-
-    def log_message(self, fmt, *args):
-        if self.verbose:
-            sys.stderr.write("mixpeek-fake: " + (fmt % args) + "\n")
+    log_name = "mixpeek-fake"
+    request_filters = ("route",)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = lambda self: self._handle()
 
@@ -298,26 +273,10 @@ class Handler(BaseHTTPRequestHandler):
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
             self.close_connection = True
             raise ApiError(501, "chunked request bodies are not supported", "NotImplemented")
-        n = int(self.headers.get("Content-Length") or 0)
-        if n > MAX_BODY:
-            self.close_connection = True
+        raw = self._read_sized(MAX_BODY)
+        if raw is None:
             raise ApiError(413, "request body too large", "PayloadTooLargeError")
-        return self.rfile.read(n) if n > 0 else b""
-
-    def _send(self, status, body, ctype, headers=None):
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-        if self.rec is not None:
-            self.rec["status"] = status
-
-    def _send_json(self, status, obj, headers=None):
-        self._send(status, json.dumps(obj).encode(), "application/json", headers)
+        return raw
 
     def _send_s3_error(self, status, code, message):
         body = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>%s</Code>"
@@ -325,18 +284,10 @@ class Handler(BaseHTTPRequestHandler):
         self._send(status, body, "application/xml")
 
     def _handle(self):
-        self.rec = None
-        url = urlsplit(self.path)
-        path = unquote(url.path)
-        self.qs = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
-        try:
-            raw = self._read_body()
-        except ApiError as e:
-            self._send_json(e.status, e.body())
-            return
-        except (ValueError, OSError):
-            self.close_connection = True
-            self._send_json(400, ApiError(400, "bad request body").body())
+        url, path, parts = self._begin()
+        raw = self._read_request(self._read_body, ApiError, ApiError.body,
+                                 ApiError(400, "bad request body").body())
+        if raw is None:
             return
         self.raw_body = raw
         self.json, self.json_ok = None, True
@@ -347,28 +298,14 @@ class Handler(BaseHTTPRequestHandler):
             except ValueError:
                 self.json_ok = False
         is_fake = path == "/_fake" or path.startswith("/_fake/")
-        parts = [p for p in path.split("/") if p]
         if not is_fake:
-            hdrs = {}
-            for k, v in self.headers.items():
-                k = k.lower()
-                hdrs[k] = hdrs[k] + ", " + v if k in hdrs else v
             if is_upload:
                 body = {"bytes": len(raw)}
             elif self.json_ok and raw:
                 body = self.json
             else:
                 body = raw.decode("utf-8", "replace") or None
-            self.rec = {"method": self.command, "path": path, "query": self.qs,
-                        "rawQuery": url.query, "headers": hdrs, "body": body,
-                        "route": self._route(parts), "ts": time.time(), "status": None}
-            with STATE.lock:
-                STATE.requests.append(self.rec)
-                if len(STATE.requests) > MAX_RECORDED:
-                    del STATE.requests[:len(STATE.requests) - MAX_RECORDED]
-                latency = STATE.knobs.get("latency_ms") or 0
-            if latency:
-                time.sleep(latency / 1000.0)
+            self._record(url, path, body, {"route": self._route(parts)})
         try:
             if is_fake:
                 self._control(parts[1:])
@@ -399,20 +336,14 @@ class Handler(BaseHTTPRequestHandler):
         return None
 
     def _injected(self, path, route):
+        """Rules match by method, route and path pattern, each if given."""
+        def matches(rule):
+            p = rule.get("path")
+            return ((not rule.get("route") or rule["route"] == route)
+                    and (not p or common.path_matches(p, path)))
+
         with STATE.lock:
-            for rule in STATE.knobs.get("errors") or []:
-                if rule.get("times", 1) <= 0:
-                    continue
-                if rule.get("method") and rule["method"].upper() != self.command:
-                    continue
-                if rule.get("route") and rule["route"] != route:
-                    continue
-                p = rule.get("path")
-                if p and not (path.startswith(p[:-1]) if p.endswith("*") else path == p):
-                    continue
-                rule["times"] = rule.get("times", 1) - 1
-                return dict(rule)
-        return None
+            return common.take_rule(STATE.knobs.get("errors"), self.command, matches=matches)
 
     def _rate_limit(self, route):
         """Per-route sliding window (Mixpeek: e.g. 60/min); 429 without Retry-After."""
@@ -602,50 +533,26 @@ class Handler(BaseHTTPRequestHandler):
             conn = d.connections
             d.connections += 1
             replay_point = d.max_sent
-            epoch = STATE.epoch
-            STATE.stream_seq += 1
-            rec = {"streamId": STATE.stream_seq, "deployId": dep_id, "connection": conn + 1,
-                   "openedAt": time.time(), "closedAt": None, "linesSent": 0,
-                   "replayPoint": replay_point, "doneSent": False, "keepalivesSent": 0,
-                   "reason": None}
-            STATE.streams_open[rec["streamId"]] = rec
-            STATE.streams_opened += 1
-        if self.rec is not None:
-            self.rec["status"] = 200
-        sock = self.connection
+            rec, epoch = STATE.open_stream({
+                "deployId": dep_id, "connection": conn + 1, "openedAt": time.time(),
+                "closedAt": None, "linesSent": 0, "replayPoint": replay_point,
+                "doneSent": False, "keepalivesSent": 0, "reason": None})
+        write = self._write
         reason = "error"
-
-        def write(b):
-            self.wfile.write(b)
-            self.wfile.flush()
-
-        def client_gone(timeout):
-            try:
-                r, _, _ = select.select([sock], [], [], max(0.0, timeout))
-                if r:
-                    return not sock.recv(65536)
-            except (OSError, ValueError):
-                return True
-            return False
 
         def render(i):
             text, bad, _ = d.lines[i]
             data = json.dumps({"ts": d.line_ts(i), "line": text}, ensure_ascii=False).encode()
             if bad:   # raw bytes json.dumps cannot carry, inside the string
                 data = data[:-2] + bad + data[-2:]
-            return b"data: " + data + b"\n\n"
+            return common.sse_frame(data)
 
         try:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Cache-Control", "no-cache")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.close_connection = True
+            self._start_sse()
             i = sent = 0
             last_write = time.monotonic()
             while True:
-                if SHUTDOWN.is_set() or STATE.epoch != epoch:
+                if common.SHUTDOWN.is_set() or STATE.epoch != epoch:
                     reason = "server_shutdown"
                     break
                 now = time.monotonic()
@@ -675,7 +582,7 @@ class Handler(BaseHTTPRequestHandler):
                         d.max_sent = max(d.max_sent, sent)
                     continue
                 if i >= len(d.lines) and terminal:
-                    write(b"event: done\ndata: {}\n\n")
+                    write(common.sse_frame(b"{}", "done"))
                     rec["doneSent"] = True
                     reason = "done"
                     break
@@ -686,26 +593,15 @@ class Handler(BaseHTTPRequestHandler):
                 if ka:
                     wait = min(wait, last_write + ka / 1000.0 - now)
                     if wait <= 0:
-                        write(b": keep-alive\n\n")
-                        last_write = time.monotonic()
-                        rec["keepalivesSent"] += 1
+                        last_write = self._keep_alive(rec, "keepalivesSent")
                         continue
-                if client_gone(wait):
+                if self._client_gone(wait):
                     reason = "client_closed"
                     break
-        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, OSError):
+        except OSError:  # BrokenPipeError, ConnectionResetError, ...
             reason = "client_closed"
         finally:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            with STATE.lock:
-                rec["closedAt"] = time.time()
-                rec["reason"] = reason
-                if STATE.epoch == epoch:
-                    STATE.streams_open.pop(rec["streamId"], None)
-                    STATE.streams_closed.append(rec)
+            self._end_stream(rec, epoch, reason)
 
     # -- control API (no auth; bare JSON) ------------------------------------
     def _control(self, p):
@@ -715,31 +611,8 @@ class Handler(BaseHTTPRequestHandler):
         body = self.json or {}
         ok = self._send_json
         with STATE.lock:
-            if p == ["reset"] and m == "POST":
-                STATE.reset()
-                return ok(200, {"ok": True})
-            if p == ["knobs"] and m in ("GET", "POST"):
-                if m == "POST":
-                    self._set_global(body)
-                return ok(200, STATE.knobs)
-            if p == ["requests"] and m == "GET":
-                reqs = STATE.requests
-                pp = self.qs.get("path")
-                if pp:
-                    reqs = [r for r in reqs if (r["path"].startswith(pp[:-1])
-                                                if pp.endswith("*") else r["path"] == pp)]
-                if self.qs.get("method"):
-                    reqs = [r for r in reqs if r["method"] == self.qs["method"].upper()]
-                if self.qs.get("route"):
-                    reqs = [r for r in reqs if r["route"] == self.qs["route"]]
-                return ok(200, reqs)
-            if p == ["requests"] and m == "DELETE":
-                STATE.requests.clear()
-                return ok(200, {"ok": True})
-            if p == ["streams"] and m == "GET":
-                return ok(200, {"open": len(STATE.streams_open), "opened": STATE.streams_opened,
-                                "openStreams": list(STATE.streams_open.values()),
-                                "closed": STATE.streams_closed, "now": time.time()})
+            if self._control_common(p, body):
+                return
             if p == ["uploads"] and m == "GET":
                 return ok(200, [{k: v for k, v in u.items() if k != "signature"}
                                 for u in STATE.uploads.values()])
@@ -780,8 +653,7 @@ class Handler(BaseHTTPRequestHandler):
             body["default_knobs"] = body["default_knobs"] or {}
             validate_knobs(body["default_knobs"])
         if "next_deploy" in body:
-            nd = body["next_deploy"]
-            nd = [] if nd is None else (nd if isinstance(nd, list) else [nd])
+            nd = common.as_list(body["next_deploy"])
             for spec in nd:
                 if not isinstance(spec, dict):
                     raise ApiError(400, "next_deploy entries must be objects")
@@ -795,10 +667,9 @@ class Handler(BaseHTTPRequestHandler):
             body["rate_limits"] = rl
             STATE.rate.clear()
         if "errors" in body:
-            errs = body["errors"] or []
-            if not isinstance(errs, list) or not all(isinstance(e, dict) for e in errs):
+            body["errors"] = common.rule_list(body["errors"])
+            if body["errors"] is None:
                 raise ApiError(400, "errors must be a list of objects")
-            body["errors"] = [dict(e) for e in errs]
         STATE.knobs.update(body)
 
     def _fake_deploy(self, body):
@@ -820,56 +691,13 @@ class Handler(BaseHTTPRequestHandler):
         return d
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    block_on_close = False
-
-    def handle_error(self, request, client_address):
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)):
-            return
-        super().handle_error(request, client_address)
-
-
 def main(argv=None):
     global STATE
-    ap = argparse.ArgumentParser(description="Fake Mixpeek Apps API for deploy-mcp tests")
-    ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--token", action="append",
-                    help="accepted API key (repeatable; default mxp_sk_faketoken)")
-    ap.add_argument("--exit-on-stdin-eof", action="store_true")
-    ap.add_argument("--verbose", action="store_true")
-    args = ap.parse_args(argv)
+    args = common.arg_parser(
+        "Fake Mixpeek Apps API for deploy-mcp tests",
+        "accepted API key (repeatable; default mxp_sk_faketoken)").parse_args(argv)
     STATE = State(set(args.token or ["mxp_sk_faketoken"]))
-    Handler.verbose = args.verbose
-    srv = Server((args.host, args.port), Handler)
-    sys.stdout.write("PORT %d\n" % srv.server_address[1])
-    sys.stdout.flush()
-
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda s, f: stop.set())
-    signal.signal(signal.SIGINT, lambda s, f: stop.set())
-    if args.exit_on_stdin_eof:
-        def watch_stdin():
-            try:
-                while os.read(sys.stdin.fileno(), 65536):
-                    pass
-            except OSError:
-                pass
-            stop.set()
-        threading.Thread(target=watch_stdin, daemon=True).start()
-
-    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    t.start()
-    while not stop.wait(0.2):
-        pass
-    SHUTDOWN.set()
-    srv.shutdown()
-    srv.server_close()
-    time.sleep(0.05)  # let stream threads notice SHUTDOWN and record their close
-    return 0
+    return common.serve(args, Handler, STATE)
 
 
 if __name__ == "__main__":

@@ -6,94 +6,34 @@
 Prints one line per check and "N passed, N failed"; exits non-zero on failure.
 """
 
-import http.client
-import io
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
-import zipfile
 from urllib.parse import urlsplit
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-FAKE = os.path.join(HERE, "mixpeek_fake.py")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from selftest_common import (Client as BaseClient, check, finish,  # noqa: E402
+                             make_zip, parse_sse, start as start_fake)
+
 TOKEN = "mxp_sk_selftest"
 APP = "/v1/apps/app_test"
-PASSED, FAILED = [], []
 
 
 def start(*extra):
-    p = subprocess.Popen([sys.executable, FAKE, "--port", "0", "--token", TOKEN, *extra],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    line = p.stdout.readline().decode()
-    assert line.startswith("PORT "), line
-    return p, int(line.split()[1])
+    return start_fake("mixpeek", "--token", TOKEN, *extra)
 
 
-def make_zip(files):
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for name, text in files.items():
-            z.writestr(name, text)
-    return buf.getvalue()
-
-
-class Client:
+class Client(BaseClient):
     def __init__(self, port):
-        self.port = port
-
-    def req(self, method, path, body=None, headers=None, token=TOKEN):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        h = dict(headers or {})
-        if token is not None:
-            h["Authorization"] = "Bearer " + token
-        data = None
-        if body is not None:
-            data = body if isinstance(body, bytes) else json.dumps(body).encode()
-            h.setdefault("Content-Type", "application/json")
-        c.request(method, path, body=data, headers=h)
-        r = c.getresponse()
-        raw = r.read()
-        hdrs = {k.lower(): v for k, v in r.getheaders()}
-        c.close()
-        try:
-            js = json.loads(raw) if raw else None
-        except ValueError:
-            js = raw.decode()
-        return r.status, hdrs, js
-
-    def ctl(self, method, path, body=None):
-        st, _, js = self.req(method, "/_fake" + path, body, token=None)
-        assert 200 <= st < 300, (st, js)
-        return js
+        super().__init__(port, TOKEN)
 
     def stream(self, dep_id, headers=None, until_close=True, timeout=10):
         """Raw SSE GET of the deploy log: (status, head, body bytes) or the socket."""
-        s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
-        h = {"Host": "127.0.0.1", "Authorization": "Bearer " + TOKEN,
-             "Accept": "text/event-stream"}
-        h.update(headers or {})
-        s.sendall(("GET %s/deploys/%s/logs/stream HTTP/1.1\r\n" % (APP, dep_id)
-                   + "".join("%s: %s\r\n" % kv for kv in h.items()) + "\r\n").encode())
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            d = s.recv(65536)
-            if not d:
-                break
-            buf += d
-        head, _, body = buf.partition(b"\r\n\r\n")
+        path = "%s/deploys/%s/logs/stream" % (APP, dep_id)
         if not until_close:
-            return s, head.decode(), body
-        while True:
-            d = s.recv(1 << 20)
-            if not d:
-                break
-            body += d
-        s.close()
-        return int(head.split(b" ")[1]), head.decode(), body
+            return self.sse_open(path, headers, timeout)
+        return self.sse_read(path, headers, timeout)[:3]
 
     def upload(self, app="app_test", files=None, raw=None, filename="site.zip"):
         st, _, js = self.req("POST", "/v1/apps/%s/deploy/upload-url" % app,
@@ -107,43 +47,9 @@ class Client:
         return js
 
 
-def parse_sse(body):
-    """Minimal WHATWG parser: (events [{event,data,id}], comments)."""
-    text = body.decode("utf-8", "surrogateescape")
-    events, comments = [], 0
-    cur = {"event": "message", "data": [], "id": None}
-    for ln in text.split("\n"):
-        if ln == "":
-            if cur["data"]:
-                events.append({"event": cur["event"], "id": cur["id"],
-                               "data": "\n".join(cur["data"])})
-            cur = {"event": "message", "data": [], "id": None}
-        elif ln.startswith(":"):
-            comments += 1
-        else:
-            f, _, v = ln.partition(":")
-            v = v[1:] if v.startswith(" ") else v
-            if f == "data":
-                cur["data"].append(v)
-            elif f in ("event", "id"):
-                cur[f] = v
-    return events, comments
-
-
 def lines_of(events):
     return [json.loads(e["data"].encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
             ["line"] for e in events if e["event"] == "message"]
-
-
-def check(name, fn):
-    t = time.monotonic()
-    try:
-        fn()
-        PASSED.append(name)
-        print("ok   %-42s %.2fs" % (name, time.monotonic() - t))
-    except Exception as e:  # noqa: BLE001
-        FAILED.append(name)
-        print("FAIL %-42s %r" % (name, e))
 
 
 def main():
@@ -388,21 +294,7 @@ def main():
                      ("next_deploy / reset", t_next_deploy_and_reset)]:
         check(name, fn)
 
-    def t_sigterm():
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=3) == 0
-
-    def t_stdin_eof():
-        p2, _ = start("--exit-on-stdin-eof")
-        p2.stdin.close()
-        assert p2.wait(timeout=3) == 0
-
-    check("SIGTERM exits 0", t_sigterm)
-    check("stdin EOF exits 0", t_stdin_eof)
-    if proc.poll() is None:
-        proc.kill()
-    print("%d passed, %d failed" % (len(PASSED), len(FAILED)))
-    return 1 if FAILED else 0
+    return finish(proc, lambda: start("--exit-on-stdin-eof"))
 
 
 if __name__ == "__main__":

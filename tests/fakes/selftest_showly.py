@@ -6,121 +6,37 @@
 Prints one line per check and "N passed, N failed"; exits non-zero on failure.
 """
 
-import http.client
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-FAKE = os.path.join(HERE, "showly_fake.py")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from selftest_common import (Client as BaseClient, check, finish,  # noqa: E402
+                             parse_sse, start as start_fake)
+
 TOKEN = "sk_live_faketoken"
-PASSED, FAILED = [], []
 
 
 def start(*extra):
-    p = subprocess.Popen([sys.executable, FAKE, "--port", "0", *extra],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    line = p.stdout.readline().decode()
-    assert line.startswith("PORT "), line
-    return p, int(line.split()[1])
+    return start_fake("showly", *extra)
 
 
-class Client:
+class Client(BaseClient):
     def __init__(self, port):
-        self.port = port
-
-    def req(self, method, path, body=None, headers=None, token=TOKEN):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        h = dict(headers or {})
-        if token is not None:
-            h["Authorization"] = "Bearer " + token
-        data = None
-        if body is not None:
-            data = body if isinstance(body, bytes) else json.dumps(body).encode()
-            h.setdefault("Content-Type", "application/json")
-        c.request(method, path, body=data, headers=h)
-        r = c.getresponse()
-        raw = r.read()
-        hdrs = {k.lower(): v for k, v in r.getheaders()}
-        c.close()
-        return r.status, hdrs, (json.loads(raw) if raw else None)
-
-    def ctl(self, method, path, body=None):
-        st, _, js = self.req(method, "/_fake" + path, body, token=None)
-        assert 200 <= st < 300, (st, js)
-        return js
+        super().__init__(port, TOKEN)
 
     def deploy(self, site, body, key):
         h = {"Idempotency-Key": key} if key else {}
         return self.req("POST", "/sites/%s/deploy" % site, body, h)
 
     def stream(self, dep_id, headers=None, timeout=10, close_after=None):
-        """Raw SSE GET; returns (status, headers text, body bytes)."""
-        s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
-        h = {"Host": "127.0.0.1", "Authorization": "Bearer " + TOKEN,
-             "Accept": "text/event-stream"}
-        h.update(headers or {})
-        s.sendall(("GET /deployments/%s/events HTTP/1.1\r\n" % dep_id
-                   + "".join("%s: %s\r\n" % kv for kv in h.items()) + "\r\n").encode())
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            d = s.recv(65536)
-            if not d:
-                break
-            buf += d
-        head, _, body = buf.partition(b"\r\n\r\n")
+        """Raw SSE GET; returns (status, headers text, body bytes), or with
+        close_after (socket, headers text, body so far)."""
+        path = "/deployments/%s/events" % dep_id
         if close_after is not None:
-            return s, head.decode(), body
-        while True:
-            d = s.recv(1 << 20)
-            if not d:
-                break
-            body += d
-        s.close()
-        status = int(head.split(b" ")[1])
-        return status, head.decode(), body
-
-
-def parse_sse(body):
-    """Minimal WHATWG parser: returns (events, comments)."""
-    text = body.decode("utf-8", "surrogateescape")
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    events, comments = [], 0
-    cur = {"event": "message", "data": [], "id": None}
-    for ln in lines:
-        if ln == "":
-            if cur["data"]:
-                events.append({"event": cur["event"], "id": cur["id"],
-                               "data": "\n".join(cur["data"]), "data_lines": len(cur["data"])})
-            cur = {"event": "message", "data": [], "id": None}
-            continue
-        if ln.startswith(":"):
-            comments += 1
-            continue
-        f, _, v = ln.partition(":")
-        v = v[1:] if v.startswith(" ") else v
-        if f == "data":
-            cur["data"].append(v)
-        elif f == "event":
-            cur["event"] = v
-        elif f == "id":
-            cur["id"] = v
-    return events, comments
-
-
-def check(name, fn):
-    t = time.monotonic()
-    try:
-        fn()
-        PASSED.append(name)
-        print("ok   %-40s %.2fs" % (name, time.monotonic() - t))
-    except Exception as e:  # noqa: BLE001
-        FAILED.append(name)
-        print("FAIL %-40s %r" % (name, e))
+            return self.sse_open(path, headers, timeout)
+        return self.sse_read(path, headers, timeout)[:3]
 
 
 def main():
@@ -220,7 +136,7 @@ def main():
         evs, comments = parse_sse(body)
         assert [e["id"] for e in evs] == [str(i) for i in range(1, 7)], evs
         assert comments >= 1, "no keep-alive comment"
-        assert all(e["data_lines"] > 1 for e in evs), "data not split over lines"
+        assert all("\n" in e["data"] for e in evs), "data not split over lines"
         datas = [json.loads(e["data"]) for e in evs]
         assert evs[0]["event"] == "status" and datas[0]["status"] == "building" and datas[0]["at"]
         assert all(e["event"] == "log" and x["stream"] == "build" and x["lines"]
@@ -345,21 +261,7 @@ def main():
                      ("next_deploy script", t_next_deploy)]:
         check(name, fn)
 
-    def t_sigterm():
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=3) == 0
-
-    def t_stdin_eof():
-        p2, _ = start("--exit-on-stdin-eof")
-        p2.stdin.close()
-        assert p2.wait(timeout=3) == 0
-
-    check("SIGTERM exits 0", t_sigterm)
-    check("stdin EOF exits 0", t_stdin_eof)
-    if proc.poll() is None:
-        proc.kill()
-    print("%d passed, %d failed" % (len(PASSED), len(FAILED)))
-    return 1 if FAILED else 0
+    return finish(proc, lambda: start("--exit-on-stdin-eof"))
 
 
 if __name__ == "__main__":

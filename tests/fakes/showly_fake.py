@@ -16,7 +16,6 @@ Knobs `hold` (freeze the timeline) and `hang` (withhold the terminal status)
 stop the progress; /_fake/deployments/{id}/events appends events later.
 """
 
-import argparse
 import base64
 import bisect
 import copy
@@ -25,21 +24,17 @@ import hashlib
 import json
 import os
 import secrets
-import select
-import signal
-import socket
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, unquote, urlsplit
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402  (tests/fakes/common.py)
 
 TERMINAL = ("ready", "failed", "canceled")
 STATUSES = ("queued", "building", "ready", "failed", "canceled")
 DEFAULT_STEP_MS = 100
 DEFAULT_OVERSIZE = 2 * 1024 * 1024  # > deploy-mcp's 1 MiB SSE line cap
 MAX_BODY = 4 * 1024 * 1024
-MAX_RECORDED = 20000
 
 # Private-use placeholders replaced by raw bytes when rendering with
 # invalid_utf8 (json.dumps(ensure_ascii=False) leaves them as UTF-8 bytes).
@@ -426,34 +421,16 @@ class Deployment:
         return out
 
 
-class State:
-    def __init__(self, tokens):
-        self.lock = threading.RLock()
-        self.tokens = tokens
-        self.epoch = 0
-        self.reset()
-
-    def reset(self):
-        with self.lock:
-            self.epoch += 1
-            self.seq = 0
-            self.deployments = {}
-            self.idem = {}        # key -> (fingerprint, response status, body)
-            self.approvals = {}
-            self.decision_calls = []
-            self.requests = []
-            self.knobs = {"quota_exceeded": False, "next_deploy": [], "default_knobs": {},
-                          "approval_shape": "details",
-                          "approval_url_base": "https://app.showly.ai/approvals/",
-                          "latency_ms": 0, "errors": [], "missing_sites": ["site_missing"]}
-            self.streams_open = {}
-            self.streams_opened = 0
-            self.streams_closed = []
-            self.stream_seq = 0
-
-    def next_seq(self):
-        self.seq += 1
-        return self.seq
+class State(common.BaseState):
+    def reset_provider(self):
+        self.deployments = {}
+        self.idem = {}        # key -> (fingerprint, response status, body)
+        self.approvals = {}
+        self.decision_calls = []
+        self.knobs = {"quota_exceeded": False, "next_deploy": [], "default_knobs": {},
+                      "approval_shape": "details",
+                      "approval_url_base": "https://app.showly.ai/approvals/",
+                      "latency_ms": 0, "errors": [], "missing_sites": ["site_missing"]}
 
     def add_deployment(self, dep):
         self.deployments[dep.id] = dep
@@ -461,7 +438,6 @@ class State:
 
 
 STATE = None
-SHUTDOWN = threading.Event()
 
 
 def b64url(obj):
@@ -474,14 +450,9 @@ def unb64url(s):
     return json.loads(base64.urlsafe_b64decode(s.encode()).decode())
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(common.FakeHandler):
     server_version = "ShowlyFake/1.0"
-    verbose = False
-
-    def log_message(self, fmt, *args):
-        if self.verbose:
-            sys.stderr.write("showly-fake: " + (fmt % args) + "\n")
+    log_name = "showly-fake"
 
     # -- plumbing -------------------------------------------------------
     def _read_body(self):
@@ -503,64 +474,24 @@ class Handler(BaseHTTPRequestHandler):
                 chunks.append(self.rfile.read(size))
                 self.rfile.readline(16)
             return b"".join(chunks)
-        n = int(self.headers.get("Content-Length") or 0)
-        if n > MAX_BODY:
-            self.close_connection = True
+        raw = self._read_sized(MAX_BODY)
+        if raw is None:
             raise ApiError(413, "payload_too_large", "request body too large")
-        return self.rfile.read(n) if n > 0 else b""
-
-    def _send_json(self, status, obj, headers=None):
-        body = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-        if self.rec is not None:
-            self.rec["status"] = status
+        return raw
 
     def _handle(self):
-        self.rec = None
-        url = urlsplit(self.path)
-        path = unquote(url.path)
-        self.qs = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
-        try:
-            raw = self._read_body()
-        except ApiError as e:
-            self._send_json(e.status, e.body())
-            return
-        except (ValueError, OSError):
-            self.close_connection = True
-            self._send_json(400, ApiError(400, "invalid_request", "bad body").body())
+        url, path, parts = self._begin()
+        raw = self._read_request(self._read_body, ApiError, ApiError.body,
+                                 ApiError(400, "invalid_request", "bad body").body())
+        if raw is None:
             return
         text = raw.decode("utf-8", "replace")
-        try:
-            self.json = json.loads(text) if text.strip() else None
-            self.json_ok = True
-        except ValueError:
-            self.json, self.json_ok = None, False
+        self.json, self.json_ok = common.parse_json_text(text)
         self.raw_body = raw
         is_fake = path.startswith("/_fake/") or path == "/_fake"
         if not is_fake:
-            hdrs = {}
-            for k, v in self.headers.items():
-                k = k.lower()
-                hdrs[k] = hdrs[k] + ", " + v if k in hdrs else v
-            self.rec = {"method": self.command, "path": path, "query": self.qs,
-                        "rawQuery": url.query, "headers": hdrs,
-                        "body": self.json if (self.json_ok and text.strip()) else (text or None),
-                        "ts": time.time(), "status": None}
-            with STATE.lock:
-                STATE.requests.append(self.rec)
-                if len(STATE.requests) > MAX_RECORDED:
-                    del STATE.requests[:len(STATE.requests) - MAX_RECORDED]
-                latency = STATE.knobs.get("latency_ms") or 0
-            if latency:
-                time.sleep(latency / 1000.0)
-        parts = [p for p in path.split("/") if p]
+            self._record(url, path,
+                         self.json if (self.json_ok and text.strip()) else (text or None))
         try:
             if is_fake:
                 self._control(parts)
@@ -586,31 +517,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def _injected_error(self, path):
         with STATE.lock:
-            for rule in STATE.knobs.get("errors") or []:
-                if rule.get("times", 1) <= 0:
-                    continue
-                m = rule.get("method")
-                if m and m.upper() != self.command:
-                    continue
-                p = rule.get("path", "*")
-                if p.endswith("*"):
-                    if not path.startswith(p[:-1]):
-                        continue
-                elif p != path:
-                    continue
-                rule["times"] = rule.get("times", 1) - 1
-                return dict(rule)
-        return None
+            return common.take_rule(STATE.knobs.get("errors"), self.command, path)
 
     def _send_injected(self, rule):
         if rule.get("mode") == "close":
-            self.close_connection = True
-            if self.rec is not None:
-                self.rec["status"] = "closed"
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            self._close_unanswered()
             return
         status = int(rule.get("status", 503))
         headers = {}
@@ -864,49 +775,24 @@ class Handler(BaseHTTPRequestHandler):
                         break
                 if start is None:
                     start = int(lei) if lei.isdigit() else 0
-            epoch = STATE.epoch
-            STATE.stream_seq += 1
-            rec = {"streamId": STATE.stream_seq, "deploymentId": dep_id,
-                   "connection": conn_index + 1, "openedAt": time.time(), "closedAt": None,
-                   "requestLastEventId": self.headers.get("Last-Event-ID"),
-                   "lastEventId": None, "events_sent": 0, "keepalives_sent": 0,
-                   "reason": None}
-            STATE.streams_open[rec["streamId"]] = rec
-            STATE.streams_opened += 1
-        if self.rec is not None:
-            self.rec["status"] = 200
+            rec, epoch = STATE.open_stream({
+                "deploymentId": dep_id, "connection": conn_index + 1,
+                "openedAt": time.time(), "closedAt": None,
+                "requestLastEventId": self.headers.get("Last-Event-ID"),
+                "lastEventId": None, "events_sent": 0, "keepalives_sent": 0, "reason": None})
         le = k.get("line_ending") or ("crlf" if k.get("crlf") else "lf")
         eol = {"lf": b"\n", "crlf": b"\r\n", "cr": b"\r"}[le]
         chunked = bool(k.get("chunked"))
-        sock = self.connection
         reason = "error"
 
         def write(b):
             if chunked:
                 b = b"%x\r\n" % len(b) + b + b"\r\n"
-            self.wfile.write(b)
-            self.wfile.flush()
-
-        def client_gone(timeout):
-            try:
-                r, _, _ = select.select([sock], [], [], max(0.0, timeout))
-                if r:
-                    data = sock.recv(65536)
-                    return not data
-            except (OSError, ValueError):
-                return True
-            return False
+            self._write(b)
 
         try:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Cache-Control", "no-cache")
-            self.send_header("X-Accel-Buffering", "no")
-            if chunked:
-                self.send_header("Transfer-Encoding", "chunked")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.close_connection = True
+            self._start_sse([("X-Accel-Buffering", "no")]
+                            + ([("Transfer-Encoding", "chunked")] if chunked else []))
             if k.get("retry_ms") is not None:
                 write(b"retry: %d" % int(k["retry_ms"]) + eol + eol)
             i, sent_here = start, 0
@@ -915,7 +801,7 @@ class Handler(BaseHTTPRequestHandler):
                 if STATE.epoch != epoch:
                     reason = "reset"
                     break
-                if SHUTDOWN.is_set():
+                if common.SHUTDOWN.is_set():
                     reason = "server_shutdown"
                     break
                 now = time.monotonic()
@@ -959,41 +845,21 @@ class Handler(BaseHTTPRequestHandler):
                 if ka:
                     wait = min(wait, last_write + ka / 1000.0 - now)
                     if wait <= 0:
-                        write(b": keep-alive" + eol + eol)
-                        last_write = time.monotonic()
-                        with STATE.lock:
-                            rec["keepalives_sent"] += 1
+                        last_write = self._keep_alive(rec, "keepalives_sent", write, eol)
                         continue
-                if client_gone(wait):
+                if self._client_gone(wait):
                     reason = "client_closed"
                     break
             if chunked and reason == "terminal":
-                self.wfile.write(b"0\r\n\r\n")
-                self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
-            reason = "client_closed"
-        except OSError:
+                self._write(b"0\r\n\r\n")
+        except OSError:  # BrokenPipeError, ConnectionResetError, ...
             reason = "client_closed"
         finally:
-            self.close_connection = True
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            with STATE.lock:
-                rec["closedAt"] = time.time()
-                rec["reason"] = reason
-                if STATE.epoch == epoch:
-                    STATE.streams_open.pop(rec["streamId"], None)
-                    STATE.streams_closed.append(rec)
+            self._end_stream(rec, epoch, reason)
 
     @staticmethod
     def _render(ev, i, k, eol, due_wall):
-        lines = []
-        if ev.get("event"):
-            lines.append(b"event: " + ev["event"].encode())
-        if k.get("ids", True):
-            lines.append(b"id: " + ev.get("id", str(i + 1)).encode())
+        event_id = ev.get("id", str(i + 1)) if k.get("ids", True) else None
         if "raw" in ev:
             data = ev["raw"]
         else:
@@ -1014,9 +880,7 @@ class Handler(BaseHTTPRequestHandler):
             if bad:
                 for ph, raw in PH_BYTES:
                     data = data.replace(ph, raw)
-        for piece in data.split(b"\n"):
-            lines.append(b"data: " + piece)
-        return eol.join(lines) + eol + eol
+        return common.sse_frame(data, ev.get("event") or None, event_id, eol)
 
     # -- control API --------------------------------------------------------
     def _control(self, parts):
@@ -1028,30 +892,8 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(400, "invalid_json", "control bodies must be JSON objects")
         ok = self._send_json
         with STATE.lock:
-            if p == ["reset"] and m == "POST":
-                STATE.reset()
-                return ok(200, {"ok": True})
-            if p == ["knobs"] and m in ("POST", "GET"):
-                if m == "POST":
-                    self._set_global(body)
-                return ok(200, STATE.knobs)
-            if p == ["requests"] and m == "GET":
-                reqs = STATE.requests
-                pp = self.qs.get("path")
-                if pp:
-                    reqs = [r for r in reqs if (r["path"].startswith(pp[:-1])
-                                                if pp.endswith("*") else r["path"] == pp)]
-                if self.qs.get("method"):
-                    reqs = [r for r in reqs if r["method"] == self.qs["method"].upper()]
-                return ok(200, reqs)
-            if p == ["requests"] and m == "DELETE":
-                STATE.requests.clear()
-                return ok(200, {"ok": True})
-            if p == ["streams"] and m == "GET":
-                return ok(200, {"open": len(STATE.streams_open),
-                                "opened": STATE.streams_opened,
-                                "openStreams": list(STATE.streams_open.values()),
-                                "closed": STATE.streams_closed, "now": time.time()})
+            if self._control_common(p, body):
+                return
             if p == ["approvals"] and m == "GET":
                 return ok(200, {"approvals": list(STATE.approvals.values()),
                                 "decisionCalls": STATE.decision_calls})
@@ -1110,10 +952,8 @@ class Handler(BaseHTTPRequestHandler):
             validate_knobs(body["default_knobs"] or {})
             body["default_knobs"] = body["default_knobs"] or {}
         if "next_deploy" in body:
-            nd = body["next_deploy"]
-            nd = [] if nd is None else (nd if isinstance(nd, list) else [nd])
             specs = []
-            for spec in nd:
+            for spec in common.as_list(body["next_deploy"]):
                 if not isinstance(spec, dict):
                     raise ApiError(400, "invalid_knobs", "next_deploy entries must be objects")
                 s = {"knobs": spec.get("knobs") or {}, "status": spec.get("status")}
@@ -1125,10 +965,9 @@ class Handler(BaseHTTPRequestHandler):
                 specs.append(s)
             body["next_deploy"] = specs
         if "errors" in body:
-            errs = body["errors"] or []
-            if not isinstance(errs, list) or not all(isinstance(e, dict) for e in errs):
+            body["errors"] = common.rule_list(body["errors"])
+            if body["errors"] is None:
                 raise ApiError(400, "invalid_knobs", "errors must be a list of objects")
-            body["errors"] = [dict(e) for e in errs]
         STATE.knobs.update(body)
 
     def _fake_create(self, body):
@@ -1179,60 +1018,13 @@ class Handler(BaseHTTPRequestHandler):
         return apr
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    block_on_close = False
-
-    def handle_error(self, request, client_address):
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)):
-            return
-        super().handle_error(request, client_address)
-
-
 def main(argv=None):
     global STATE
-    ap = argparse.ArgumentParser(description="Fake Showly API for deploy-mcp tests")
-    ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--token", action="append",
-                    help="accepted bearer token (repeatable; default sk_live_faketoken)")
-    ap.add_argument("--exit-on-stdin-eof", action="store_true")
-    ap.add_argument("--verbose", action="store_true")
-    args = ap.parse_args(argv)
+    args = common.arg_parser(
+        "Fake Showly API for deploy-mcp tests",
+        "accepted bearer token (repeatable; default sk_live_faketoken)").parse_args(argv)
     STATE = State(set(args.token or ["sk_live_faketoken"]))
-    Handler.verbose = args.verbose
-    srv = Server((args.host, args.port), Handler)
-    sys.stdout.write("PORT %d\n" % srv.server_address[1])
-    sys.stdout.flush()
-
-    stop = threading.Event()
-
-    def on_signal(signum, frame):
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    if args.exit_on_stdin_eof:
-        def watch_stdin():
-            try:
-                while os.read(sys.stdin.fileno(), 65536):
-                    pass
-            except OSError:
-                pass
-            stop.set()
-        threading.Thread(target=watch_stdin, daemon=True).start()
-
-    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    t.start()
-    while not stop.wait(0.2):
-        pass
-    SHUTDOWN.set()
-    srv.shutdown()
-    srv.server_close()
-    time.sleep(0.05)  # let stream threads notice SHUTDOWN and record their close
-    return 0
+    return common.serve(args, Handler, STATE)
 
 
 if __name__ == "__main__":
