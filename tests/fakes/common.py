@@ -345,10 +345,12 @@ class FakeHandler(BaseHTTPRequestHandler):
         return time.monotonic()
 
     def _end_stream(self, rec, epoch, reason):
-        """Closes the stream's connection and records why."""
+        """Records why the stream ends, then closes its connection. In that
+        order: a client that sees the close and at once asks /_fake/streams
+        must find the record there."""
         self.close_connection = True
-        self._shutdown_socket()
         self.state.close_stream(rec, epoch, reason)
+        self._shutdown_socket()
 
 
 class Server(ThreadingHTTPServer):
