@@ -19,7 +19,24 @@
  * belong to no request.
  *
  * Chunked request bodies are not decoded by lws, so a POST must carry a
- * Content-Length (411 otherwise); bodies over LSN_MAX_BODY get 413. */
+ * Content-Length (411 otherwise); one that is not a single decimal number
+ * gets 400, bodies over LSN_MAX_BODY get 413.
+ *
+ * HTTP/1.1 pipelining: lws 4.1.6 cannot parse a request whose bytes it has
+ * already read into its own buffer together with the previous one (its
+ * lws_http_action feeds that buffer, starting at the request's head, to the
+ * body parser, and would then spin), so such requests are never served: the
+ * request before them is answered with `Connection: close` and the connection
+ * closes, which tells the client that none of the requests after it were
+ * processed (RFC 9112 section 9.6). To know whether lws holds such bytes, a
+ * complete JSON answer (or 202) is not written from the body completion
+ * callback but in the prepare phase of the next loop turn (on_reply_turn):
+ * lws' idle callback hands buffered bytes over first, and with the request
+ * still open it reports them as a second body completion. An SSE stream (its
+ * head always says Connection: close) that gets one is closed. A request that
+ * reaches lws in a read of its own (pipelined requests that arrive apart, or
+ * a client that waits for each answer) is served on the kept-alive
+ * connection as before. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,17 +44,19 @@
 
 #include "mcp/log.h"
 #include "transport/listener_int.h"
+#include "transport/lws_lazy.h" /* lws_* calls go through the loaded table */
 
 #define SID_MAX 128                 /* longest Mcp-Session-Id we read */
 #define PROTO_HDR_MAX 64            /* longest MCP-Protocol-Version we read */
 #define REFUSAL_MAX 256
+#define FLUSH_CLOSE_S 5             /* a closing answer not flushed by then: drop it */
 #define SSE_PREFIX "event: message\ndata: "
 #define SSE_SUFFIX "\n\n"
 #define RPC_SESSION_ERROR (-32000)  /* transport-level refusals, as the TS SDK uses */
 #define RPC_SESSION_NOT_FOUND (-32001)
 
 enum hmethod { HM_OTHER, HM_GET, HM_POST, HM_DELETE };
-enum hmode { HC_NEW, HC_COLLECT, HC_SSE };
+enum hmode { HC_NEW, HC_COLLECT, HC_REPLY, HC_SSE };
 
 typedef struct hsess hsess;
 
@@ -64,6 +83,10 @@ typedef struct hconn {
     bool finished;                /* nothing more will be queued: close after flush */
     bool closing;                 /* flushed; the next writeable closes */
     bool abort;                   /* close at once */
+    bool client_close;            /* HTTP/1.0 or Connection: close: no keep-alive */
+    unsigned reply_status;        /* HC_REPLY: the answer's status; body in first_msg */
+    bool pipelined;               /* lws holds bytes sent after this request */
+    uv_prepare_t *prep;           /* HC_REPLY: runs once before the next poll */
     bool in_streams;
     struct hconn *sprev, *snext;  /* in sess->streams */
     struct hconn *prev, *next;    /* in l->hconns */
@@ -138,7 +161,7 @@ static void wake(hconn *c)
  * as plain JSON). */
 static int queue_msg(hconn *c, const char *msg, size_t len, bool is_response)
 {
-    if (c->finished || c->abort)
+    if (c->finished || c->abort || c->mode == HC_REPLY)
         return -1;
     if (c->mode == HC_COLLECT && is_response && c->nmsgs == 0) {
         c->first_msg = malloc(len + 1);
@@ -283,16 +306,22 @@ static void sess_kill(hsess *s)
     if (s->next)
         s->next->prev = s->prev;
     l->nsessions--;
-    while (s->streams) {
-        hconn *c = s->streams;
-        stream_unlink(c);
+    /* Every connection that still points at the session lets go of it, not
+     * only the open streams: a POST stream that has ended (its response or
+     * cancellation queued, so unlinked from s->streams) stays open until it
+     * has flushed and closed, and must not reach the freed session then. */
+    for (hconn *c = l->hconns; c; c = c->next) {
+        if (c->sess != s)
+            continue;
+        if (c->in_streams) {
+            stream_unlink(c);
+            c->abort = true; /* cut off mid-stream: no response will come */
+            if (c->wsi)
+                lws_callback_on_writable(c->wsi);
+        }
         c->sess = NULL;
-        c->abort = true;
-        if (c->wsi)
-            lws_callback_on_writable(c->wsi);
     }
-    if (s->current)
-        s->current->sess = NULL;
+    s->streams = s->get_stream = s->current = NULL;
     mcp_session_close(s->session);
     free(s);
 }
@@ -335,6 +364,8 @@ static hconn *conn_new(listener *l, struct lws *wsi, lsn_pss *pss)
     return c;
 }
 
+static void free_handle(uv_handle_t *h) { free(h); }
+
 static void conn_free(hconn *c)
 {
     listener *l = c->l;
@@ -349,6 +380,10 @@ static void conn_free(hconn *c)
         c->next->prev = c->prev;
     if (c->pss && c->pss->obj == c)
         c->pss->obj = NULL;
+    if (c->prep) {
+        c->prep->data = NULL;
+        uv_close((uv_handle_t *)c->prep, free_handle);
+    }
     json_decref(c->ids);
     free(c->body);
     free(c->out);
@@ -364,12 +399,17 @@ static int add_hdr(struct lws *wsi, const char *name, const char *value, unsigne
 }
 
 /* Writes the response head. clen = LWS_ILLEGAL_HTTP_CONTENT_LEN for a
- * close-delimited SSE stream. */
-static int write_head(hconn *c, unsigned status, const char *ctype, lws_filepos_t clen)
+ * close-delimited SSE stream (lws adds Connection: close itself); `close`
+ * adds it to a response with a length. */
+static int write_head(hconn *c, unsigned status, const char *ctype, lws_filepos_t clen, bool close)
 {
     unsigned char buf[LWS_PRE + LSN_HDR_SPACE];
     unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
     if (lws_add_http_common_headers(c->wsi, status, ctype, clen, &p, end))
+        return -1;
+    if (close && clen != LWS_ILLEGAL_HTTP_CONTENT_LEN &&
+        lws_add_http_header_by_token(c->wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)"close",
+                                     5, &p, end))
         return -1;
     if (clen == LWS_ILLEGAL_HTTP_CONTENT_LEN && add_hdr(c->wsi, "cache-control:", "no-cache", &p, end))
         return -1;
@@ -378,13 +418,12 @@ static int write_head(hconn *c, unsigned status, const char *ctype, lws_filepos_
     return lws_finalize_write_http_header(c->wsi, start, &p, end) ? -1 : 0;
 }
 
-/* A complete response on a connection that stays open (keep-alive): frees the
- * transaction and hands the connection back to lws. Returns what the lws
- * callback must return. */
-static int respond_keepalive(hconn *c, unsigned status, const char *body, size_t blen)
+/* Writes a complete response with a Content-Length (body NULL: none); with
+ * `close`, the head says Connection: close. Returns 0 or -1. */
+static int write_whole(hconn *c, unsigned status, const char *body, size_t blen, bool close)
 {
     struct lws *wsi = c->wsi;
-    int rc = write_head(c, status, blen ? "application/json" : NULL, (lws_filepos_t)blen);
+    int rc = write_head(c, status, blen ? "application/json" : NULL, (lws_filepos_t)blen, close);
     if (rc == 0 && blen) {
         unsigned char *b = malloc(LWS_PRE + blen);
         rc = b ? 0 : -1;
@@ -395,10 +434,66 @@ static int respond_keepalive(hconn *c, unsigned status, const char *body, size_t
             free(b);
         }
     }
-    conn_free(c);
-    if (rc != 0)
-        return -1;
-    return lws_http_transaction_completed(wsi) ? -1 : 0;
+    return rc;
+}
+
+/* Writes the answer of an HC_REPLY transaction, then either hands the
+ * connection back to lws for the next request (keep-alive), or, when bytes
+ * of a further request wait that lws cannot serve (or the client asked for
+ * it), closes it once lws has flushed: from the next writeable callback,
+ * with a timeout in case that never comes. Runs outside lws' callbacks. */
+static void send_reply(hconn *c)
+{
+    struct lws *wsi = c->wsi;
+    bool close = c->pipelined || c->client_close;
+    int rc = write_whole(c, c->reply_status, c->first_msg, c->first_msg ? c->first_len : 0, close);
+    if (rc != 0) {
+        lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+        return;
+    }
+    if (close) {
+        c->closing = true;
+        lws_set_timeout(wsi, PENDING_FLUSH_STORED_SEND_BEFORE_CLOSE, FLUSH_CLOSE_S);
+        lws_callback_on_writable(wsi);
+        return;
+    }
+    conn_free(c); /* the transaction is over; lws may start the next one below */
+    if (lws_http_transaction_completed(wsi))
+        lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+}
+
+/* Runs in the loop's prepare phase of the turn after the one that completed
+ * the body: lws' idle callback, which hands a connection the bytes it has
+ * buffered (reported as a second body completion, see on_body_complete), has
+ * run by now, and the poll phase, where lws would read the socket and could
+ * see a client's end of input before we answered, has not. */
+static void on_reply_turn(uv_prepare_t *h)
+{
+    hconn *c = h->data;
+    uv_prepare_stop(h);
+    if (c && c->wsi && c->mode == HC_REPLY && !c->closing && !c->l->stopping)
+        send_reply(c);
+}
+
+/* Answers a POST with one JSON body (first_msg; NULL: none) one loop turn
+ * from now. Returns what the lws callback must return. */
+static int reply_later(hconn *c, unsigned status)
+{
+    c->mode = HC_REPLY;
+    c->reply_status = status;
+    if (!c->prep) {
+        c->prep = malloc(sizeof *c->prep);
+        if (!c->prep || uv_prepare_init(c->l->srv->loop, c->prep) != 0) {
+            free(c->prep);
+            c->prep = NULL;
+            /* Cannot wait a turn: answer now, and close in case more follows. */
+            write_whole(c, status, c->first_msg, c->first_msg ? c->first_len : 0, true);
+            return -1;
+        }
+        c->prep->data = c;
+    }
+    uv_prepare_start(c->prep, on_reply_turn);
+    return 0;
 }
 
 /* Refusal with a JSON-RPC error body, then close. */
@@ -484,7 +579,7 @@ static hsess *session_of(hconn *c, int *rc)
 static int start_sse(hconn *c)
 {
     c->mode = HC_SSE;
-    if (write_head(c, HTTP_STATUS_OK, "text/event-stream", LWS_ILLEGAL_HTTP_CONTENT_LEN) != 0)
+    if (write_head(c, HTTP_STATUS_OK, "text/event-stream", LWS_ILLEGAL_HTTP_CONTENT_LEN, false) != 0)
         return -1;
     /* Long-lived from here: no body/idle timeout applies to it. (On HTTP/1.1
      * lws_http_mark_sse only matters for h2 substreams, which we do not serve.) */
@@ -525,6 +620,52 @@ static int on_delete(hconn *c)
     return -1;
 }
 
+/* Whether lws will close the connection after this transaction (the same
+ * rule as lws: HTTP/1.1 keeps it open and HTTP/1.0 does not, unless a
+ * Connection header of exactly "close" / "keep-alive" says otherwise). */
+static bool client_wants_close(struct lws *wsi)
+{
+    char v[32];
+    int n = lsn_header(wsi, WSI_TOKEN_HTTP, NULL, v, sizeof v);
+    bool close = !(n > 7 && v[5] == '1' && v[7] == '1');
+    if (lsn_header(wsi, WSI_TOKEN_CONNECTION, NULL, v, sizeof v) > 0) {
+        if (strcasecmp(v, "keep-alive") == 0)
+            close = false;
+        else if (strcasecmp(v, "close") == 0)
+            close = true;
+    }
+    return close;
+}
+
+enum clen_verdict { CL_OK, CL_BAD, CL_TOO_BIG };
+
+/* Content-Length must be exactly one run of decimal digits (RFC 9110
+ * section 8.6), optional whitespace around it. A list, even of equal values
+ * (also what two Content-Length lines become: lws joins repeated headers with
+ * commas), a sign or any other character makes the framing unknowable: 400.
+ * A well-formed number over the body cap: 413. */
+static enum clen_verdict parse_content_length(const char *v)
+{
+    while (*v == ' ' || *v == '\t')
+        v++;
+    unsigned long long n = 0;
+    const char *d = v;
+    bool big = false;
+    for (; *d >= '0' && *d <= '9'; d++) {
+        if (n > LSN_MAX_BODY)
+            big = true; /* keep scanning the syntax; never overflows */
+        else
+            n = n * 10 + (unsigned)(*d - '0');
+    }
+    if (d == v)
+        return CL_BAD;
+    while (*d == ' ' || *d == '\t')
+        d++;
+    if (*d)
+        return CL_BAD;
+    return big || n > LSN_MAX_BODY ? CL_TOO_BIG : CL_OK;
+}
+
 /* Checks made on the request line and headers, before the body. */
 static int on_request(hconn *c, const char *path)
 {
@@ -548,17 +689,23 @@ static int on_request(hconn *c, const char *path)
     if (c->method == HM_DELETE)
         return on_delete(c);
 
+    c->client_close = client_wants_close(wsi);
     char v[LSN_HDR_MAX];
     if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0 ||
         lsn_header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, NULL, v, sizeof v) <= 0)
         return refuse(wsi, 411, RPC_SESSION_ERROR,
                       "Length Required: send the body with a Content-Length (chunked request "
                       "bodies are not accepted)");
-    char *end = NULL;
-    unsigned long long clen = strtoull(v, &end, 10);
-    if (!end || *end || clen > LSN_MAX_BODY)
+    switch (parse_content_length(v)) {
+    case CL_BAD:
+        return refuse(wsi, 400, RPC_SESSION_ERROR,
+                      "Bad Request: Content-Length must be one decimal number");
+    case CL_TOO_BIG:
         return refuse(wsi, 413, RPC_SESSION_ERROR,
                       "Payload Too Large: a message may hold at most 4 MiB");
+    default:
+        break;
+    }
     /* Refusals below wait for the body, so the client is not reset mid-send. */
     if (lsn_header(wsi, WSI_TOKEN_HTTP_ACCEPT, NULL, v, sizeof v) <= 0 ||
         !accept_lists(v, "application/json") || !accept_lists(v, "text/event-stream")) {
@@ -574,10 +721,28 @@ static int on_request(hconn *c, const char *path)
     return 0;
 }
 
+/* True when a body starts like a request line ("POST /mcp HTTP/1.1"): what
+ * lws 4.1.6 hands over as the body of a pipelined request it parsed from its
+ * own buffer. No JSON text starts that way. */
+static bool looks_like_request_line(const char *p, size_t len)
+{
+    size_t i = 0;
+    while (i < len && i < 16 && p[i] >= 'A' && p[i] <= 'Z')
+        i++;
+    return i > 0 && i + 1 < len && p[i] == ' ' && (p[i + 1] == '/' || p[i + 1] == '*');
+}
+
 static int on_body(hconn *c, const void *in, size_t len)
 {
     if (c->refuse || len == 0)
         return 0;
+    if (c->body_len == 0 && looks_like_request_line(in, len)) {
+        /* Never reached while reply_later sees to it that lws holds no
+         * request bytes when a transaction ends; should it happen, close
+         * rather than answer a request whose body is not its body. */
+        log_warn("http: a pipelined request reached us garbled; closing its connection");
+        return -1;
+    }
     if (c->body_len + len > LSN_MAX_BODY) {
         c->refuse = 413;
         snprintf(c->refuse_msg, sizeof c->refuse_msg,
@@ -613,6 +778,29 @@ static void collect_id(json_t *ids, json_t *m, bool *is_init)
 static int on_body_complete(hconn *c)
 {
     struct lws *wsi = c->wsi;
+    if (c->mode != HC_NEW) {
+        /* lws calls again while this request is still open: it holds bytes
+         * the client sent after it, which it cannot parse as a request (see
+         * the top of this file). They will not be served; this request's
+         * answer says Connection: close. */
+        if (c->mode == HC_SSE && !c->abort) {
+            /* An SSE stream cannot go on: lws would call us again on every
+             * turn (it reads no more while it holds those bytes, and the
+             * socket stays readable) and cannot pause its reading without
+             * pausing its writing too. Its head said Connection: close; the
+             * call goes on in the session like one whose client went away. */
+            log_warn("http: a request was pipelined behind a POST whose answer is an SSE "
+                     "stream; closing that stream (requests after it were not processed)");
+            c->abort = true;
+            stream_unlink(c);
+            lws_callback_on_writable(wsi);
+        } else if (!c->pipelined) {
+            log_debug("http: a request was pipelined behind another; answering the first "
+                      "with Connection: close");
+        }
+        c->pipelined = true;
+        return 0;
+    }
     if (c->refuse)
         return refuse(wsi, c->refuse, RPC_SESSION_ERROR, c->refuse_msg);
     json_error_t jerr;
@@ -682,19 +870,21 @@ static int on_body_complete(hconn *c)
         sess_kill(s);
         if (!c->first_msg)
             return refuse(wsi, 400, RPC_INVALID_REQUEST, "initialize failed");
-        return respond_keepalive(c, HTTP_STATUS_OK, c->first_msg, c->first_len);
+        return reply_later(c, HTTP_STATUS_OK);
     }
     if (c->abort || !c->sess)
         return -1;
     if (json_array_size(c->ids) == 0) {
         /* Notifications and responses: 202, unless the session objected. */
         if (c->nmsgs && c->first_msg)
-            return respond_keepalive(c, 400, c->first_msg, c->first_len);
-        return respond_keepalive(c, 202, NULL, 0);
+            return reply_later(c, 400);
+        free(c->first_msg);
+        c->first_msg = NULL;
+        return reply_later(c, 202);
     }
     if (c->got_response && c->nmsgs == 1 && c->first_msg) {
         stream_unlink(c);
-        return respond_keepalive(c, HTTP_STATUS_OK, c->first_msg, c->first_len);
+        return reply_later(c, HTTP_STATUS_OK);
     }
     return start_sse(c) == 0 ? 0 : -1;
 }
@@ -703,6 +893,8 @@ static int on_writeable(hconn *c, struct lws *wsi)
 {
     if (c->abort || c->closing)
         return -1; /* lws flushed everything before asking again; now close */
+    if (c->mode == HC_REPLY)
+        return 0; /* its answer goes out from on_reply_turn */
     size_t pending = c->out_len - c->out_off;
     if (pending) {
         size_t n = pending < LSN_WRITE_CHUNK ? pending : LSN_WRITE_CHUNK;

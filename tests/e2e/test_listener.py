@@ -18,6 +18,7 @@ import time
 from harness import BIN, TOKEN, Fake, Suite
 
 suite = Suite("listener")
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 ACCEPT = "application/json, text/event-stream"
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": "2025-11-25", "capabilities": {},
@@ -90,8 +91,24 @@ class Listener:
                 self.proc.kill()
                 self.proc.wait()
                 raise AssertionError("listener did not exit within 5 s of SIGTERM")
-        self.err.close()
-        return self.proc.returncode
+        if not self.err.closed:
+            self.err.close()
+        rc = self.proc.returncode
+        with open(self.errpath, "rb") as f:
+            err = f.read().decode(errors="replace")
+        if rc != 0 or any(m in err for m in SANITIZER_MARKERS):
+            # the report (a sanitizer's, a crash's) must not get lost
+            print(f"deploy-mcp --listen exited with {rc}; stderr tail:\n{err[-8000:]}", flush=True)
+        return rc
+
+    def clean_exit(self, timeout=5):
+        """stop(), then: exit status 0 and no sanitizer report on stderr."""
+        rc = self.stop(timeout)
+        with open(self.errpath, "rb") as f:
+            err = f.read().decode(errors="replace")
+        assert rc == 0, f"exit status {rc}"
+        for m in SANITIZER_MARKERS:
+            assert m not in err, err[-6000:]
 
 
 def sse_events(resp):
@@ -475,6 +492,93 @@ def get_stream_and_delete_ends_open_streams():
         c2.close()
     finally:
         assert srv.stop() == 0
+        fake.close()
+
+
+def rst(sock):
+    """Closes a socket with a TCP reset (SO_LINGER 0)."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    sock.close()
+
+
+def raw_request(port, method, sid, body=None):
+    data = b"" if body is None else json.dumps(body).encode()
+    head = f"{method} /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nMcp-Session-Id: {sid}\r\n"
+    if body is not None:
+        head += (f"Accept: {ACCEPT}\r\nContent-Type: application/json\r\n"
+                 f"Content-Length: {len(data)}\r\n")
+    return (head + "\r\n").encode() + data
+
+
+def status_of(sock):
+    buf = b""
+    while b"\r\n" not in buf:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        buf += chunk
+    return int(buf.split()[1]) if buf else 0
+
+
+@suite.test
+def session_ended_while_its_cancelled_stream_closes():
+    """Regression (heap-use-after-free, found by ASan in the SDK interop test):
+    a POST stream that has ended -- its call cancelled by notifications/cancelled
+    on another POST, or its response queued -- stays open until it has flushed
+    and closed; a DELETE (or idle expiry, or shutdown) in that window freed the
+    session while the stream still pointed at it. Here the cancel and the DELETE
+    arrive together, and every other round the stream's client resets its
+    connection too. The server must keep serving and exit 0 with no sanitizer
+    report (ctest runs this against the ASan build too)."""
+    fake = Fake("showly")
+    srv = Listener(config=showly_config(fake))
+    try:
+        for i in range(24):
+            sid = srv.initialize()
+            dep = fake.call("POST", "/_fake/deployments", {"siteId": "site_ls",
+                                                          "knobs": {"hang": True, "keepalive_ms": 50}})
+            call = {"jsonrpc": "2.0", "id": i, "method": "tools/call",
+                    "params": {"name": "stream_events", "arguments": {"deploymentId": dep["id"]},
+                               "_meta": {"progressToken": i}}}
+            a = socket.create_connection((srv.host, srv.port), timeout=10)
+            a.sendall(raw_request(srv.port, "POST", sid, call))
+            buf = b""
+            while b"notifications/progress" not in buf:
+                chunk = a.recv(65536)
+                assert chunk, f"stream closed before its first progress: {buf[:300]}"
+                buf += chunk
+            b = socket.create_connection((srv.host, srv.port), timeout=10)
+            c = socket.create_connection((srv.host, srv.port), timeout=10)
+            b.sendall(raw_request(srv.port, "POST", sid, {
+                "jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": i}}))
+            c.sendall(raw_request(srv.port, "DELETE", sid))
+            if i % 2:
+                rst(a)
+            assert status_of(b) in (202, 404), "the cancel is accepted (or the session is gone)"
+            assert status_of(c) == 200, "the DELETE ends the session"
+            if i % 2 == 0:
+                a.settimeout(10)
+                rest = buf
+                while True:
+                    chunk = a.recv(65536)
+                    if not chunk:
+                        break
+                    rest += chunk
+                assert b'"result"' not in rest, "a cancelled call sends no result"
+                a.close()
+            for x in (b, c):
+                x.close()
+            assert srv.proc.poll() is None, f"the server died in round {i}"
+        # still serving, and nothing leaked into other sessions
+        sid = srv.initialize()
+        st, _, body = srv.request("POST", {"jsonrpc": "2.0", "id": "p", "method": "ping"},
+                                  {"Mcp-Session-Id": sid})
+        assert st == 200 and json.loads(body)["result"] == {}
+    finally:
+        srv.clean_exit(timeout=30)
         fake.close()
 
 

@@ -108,11 +108,73 @@ export function serverEnv(extra = {}) {
   return { ...env, SHOWLY_TOKEN, ...extra };
 }
 
+// What a sanitizer build prints when it finds a bug (ASan/UBSan/LSan).
+export const SANITIZER_MARKERS = ['ERROR: AddressSanitizer', 'ERROR: LeakSanitizer', 'runtime error:'];
+const STDERR_CAP = 1 << 20; // bytes of a child's stderr kept (the newest)
+
+// Keeps the newest STDERR_CAP bytes a child writes to stderr, so a sanitizer
+// report (which comes last) survives however much was logged before it.
+export function collectStderr(stream) {
+  let chunks = [];
+  let size = 0;
+  let dropped = 0;
+  stream.on('data', (b) => {
+    if (typeof b === 'string') b = Buffer.from(b);
+    chunks.push(b);
+    size += b.length;
+    if (size > 2 * STDERR_CAP) {
+      const all = Buffer.concat(chunks);
+      dropped += all.length - STDERR_CAP;
+      chunks = [all.subarray(all.length - STDERR_CAP)];
+      size = STDERR_CAP;
+    }
+  });
+  return {
+    text() {
+      let all = Buffer.concat(chunks);
+      let lost = dropped;
+      if (all.length > STDERR_CAP) {
+        lost += all.length - STDERR_CAP;
+        all = all.subarray(all.length - STDERR_CAP);
+      }
+      return (lost ? `[... ${lost} earlier bytes of stderr dropped ...]\n` : '') + all.toString('utf8');
+    },
+  };
+}
+
+// Why an exit is abnormal (a string), or null when it was clean: exit 0, no
+// signal, no sanitizer report.
+export function abnormalExit(code, signal, stderrText) {
+  if (signal) return `killed by ${signal}`;
+  if (code !== 0) return `exit status ${code}`;
+  const m = SANITIZER_MARKERS.find((s) => stderrText.includes(s));
+  return m ? `exit status 0 but stderr has a sanitizer report ("${m}")` : null;
+}
+
+function reportAbnormal(what, why, stderrText) {
+  process.stderr.write(`\n===== ${what} ended abnormally: ${why}; its stderr follows =====\n` +
+                       `${stderrText}\n===== end of ${what} stderr =====\n`);
+}
+
 // deploy-mcp --listen 127.0.0.1:0; resolves once it logged its port.
+// Its stderr is kept (the newest 1 MiB) and printed as soon as it exits
+// abnormally (non-zero, by a signal, or with a sanitizer report), whoever
+// stopped it; assertAlive() and stop() let tests fail on such an exit.
 export async function startListener(configFile, { args = [], env = {} } = {}) {
   const proc = spawn(BIN, ['--listen', '127.0.0.1:0', '--config', configFile, ...args], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: serverEnv(env),
+  });
+  const stderr = collectStderr(proc.stderr);
+  let exit = null; // {code, signal, why} once it exited
+  // 'close' (not 'exit'): stderr has been read to its end by then.
+  const closed = new Promise((resolve) => {
+    proc.once('close', (code, signal) => {
+      const why = abnormalExit(code, signal, stderr.text());
+      exit = { code, signal, why };
+      if (why) reportAbnormal('deploy-mcp --listen', why, stderr.text());
+      resolve(exit);
+    });
   });
   const m = await waitLine(proc.stderr, proc, /listening on http:\/\/127\.0\.0\.1:(\d+)\/mcp/, 'deploy-mcp --listen');
   const port = Number(m[1]);
@@ -121,15 +183,29 @@ export async function startListener(configFile, { args = [], env = {} } = {}) {
     port,
     httpUrl: new URL(`http://127.0.0.1:${port}/mcp`),
     wsUrl: new URL(`ws://127.0.0.1:${port}/mcp`),
-    // SIGTERM, then the exit code (0 = clean shutdown; sanitizer reports make it non-zero).
+    stderr: () => stderr.text(),
+    // Throws (with the server's stderr) when the server is no longer running:
+    // it must live until stop(). For afterEach hooks, so that a crash fails
+    // the test it happened in even if that test's own assertions passed.
+    assertAlive() {
+      if (exit === null && proc.exitCode === null && proc.signalCode === null) return;
+      const why = exit ? exit.why || `exit status ${exit.code}` :
+        abnormalExit(proc.exitCode, proc.signalCode, stderr.text()) || `exit status ${proc.exitCode}`;
+      throw new Error(`deploy-mcp --listen is no longer running (${why}); its stderr:\n${stderr.text()}`);
+    },
+    // SIGTERM, then the exit status: 0 for a clean shutdown; otherwise the
+    // exit code, the signal's name, or 'sanitizer report' (a report on an
+    // exit 0). Anything but 0 has already been printed with the stderr.
     async stop() {
-      if (proc.exitCode !== null) return proc.exitCode;
-      const done = new Promise((r) => proc.once('exit', (code, sig) => r(code ?? sig)));
-      proc.kill('SIGTERM');
-      const t = setTimeout(() => proc.kill('SIGKILL'), 10000);
-      const code = await done;
-      clearTimeout(t);
-      return code;
+      if (exit === null) {
+        proc.kill('SIGTERM');
+        const t = setTimeout(() => proc.kill('SIGKILL'), 10000);
+        await closed;
+        clearTimeout(t);
+      }
+      if (exit.signal) return exit.signal;
+      if (exit.code !== 0) return exit.code;
+      return exit.why ? 'sanitizer report' : 0;
     },
   };
 }

@@ -4,7 +4,7 @@
 // Against the Showly fake: initialize, tools/list, a streamed stream_events with
 // progress and log notifications, and cancellation through an AbortSignal that
 // must close the upstream event stream.
-import { test, before, after } from 'node:test';
+import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -13,7 +13,10 @@ import { WebSocketClientTransport } from '@modelcontextprotocol/sdk/client/webso
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 
-import { BIN, ShowlyFake, ensureWebSocket, serverEnv, startListener, waitFor, writeConfig } from './lib.mjs';
+import {
+  BIN, ShowlyFake, abnormalExit, collectStderr, ensureWebSocket, serverEnv, startListener, waitFor,
+  writeConfig,
+} from './lib.mjs';
 
 let fake;
 let config;
@@ -26,10 +29,16 @@ before(async () => {
   listener = await startListener(config.file);
 });
 
+// A listener that died (a sanitizer abort, a crash) fails the test it died
+// in, with its stderr, even when that test's own assertions passed.
+afterEach(() => {
+  if (listener) listener.assertAlive();
+});
+
 after(async () => {
   const code = listener ? await listener.stop() : 0;
   if (fake) await fake.stop();
-  assert.equal(code, 0, 'deploy-mcp --listen exits 0 on SIGTERM');
+  assert.equal(code, 0, `deploy-mcp --listen exits 0 on SIGTERM; its stderr:\n${listener?.stderr()}`);
 });
 
 const transports = {
@@ -38,7 +47,7 @@ const transports = {
     args: ['--config', config.file],
     env: serverEnv(),
     cwd: config.dir,
-    stderr: 'ignore',
+    stderr: 'pipe',
   }),
   websocket: () => new WebSocketClientTransport(listener.wsUrl),
   http: () => new StreamableHTTPClientTransport(listener.httpUrl),
@@ -47,15 +56,33 @@ const transports = {
 async function connect(kind) {
   const client = new Client({ name: `node-interop-${kind}`, version: '1.0.0' });
   const transport = transports[kind]();
+  // The stdio server is this client's child: keep its stderr and exit status
+  // (the SDK's transport does not expose the latter; its _process does).
+  const stderr = transport instanceof StdioClientTransport ? collectStderr(transport.stderr) : null;
   await client.connect(transport);
+  let child = null;
+  if (stderr) {
+    const proc = transport._process;
+    child = { exited: null };
+    child.exited = proc ? new Promise((r) => proc.once('close', (code, sig) => r({ code, sig }))) :
+      Promise.resolve(null);
+  }
   const logs = [];
   client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => logs.push(n.params));
-  return { client, transport, logs };
+  return { client, transport, logs, stderr, child };
 }
 
-async function disconnect({ client, transport }) {
+async function disconnect({ client, transport, stderr, child }) {
   if (transport instanceof StreamableHTTPClientTransport) await transport.terminateSession();
   await client.close();
+  if (child) {
+    // The SDK closes stdin, then SIGTERMs after 2 s: deploy-mcp exits 0 either way.
+    const st = await Promise.race([child.exited, new Promise((r) => setTimeout(() => r('timeout'), 10000))]);
+    assert.notEqual(st, 'timeout', 'the stdio server exits after the client closes');
+    const why = st ? abnormalExit(st.code, st.sig, stderr.text()) :
+      abnormalExit(0, null, stderr.text());
+    assert.equal(why, null, `deploy-mcp (stdio) ended abnormally: ${why}; its stderr:\n${stderr.text()}`);
+  }
 }
 
 for (const kind of Object.keys(transports)) {
