@@ -6,7 +6,6 @@
  * → flush and shut down stdout → destroy the HTTP client → close signal
  * handles → run the loop until no handles remain → free the libwebsockets
  * context (its second lws_context_destroy) → uv_loop_close must return 0. */
-#include <curl/curl.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -19,11 +18,13 @@
 #include "mcp/config.h"
 #include "mcp/log.h"
 #include "mcp/server.h"
+#include "providers/curl_lazy.h"
 #include "providers/provider.h"
 #include "tools/fixtures.h"
 #include "tools/gate.h"
 #include "tools/tool.h"
 #include "transport/listener.h"
+#include "transport/lws_lazy.h"
 #include "transport/stdio.h"
 
 #define SHUTDOWN_GRACE_MS 1500   /* then remaining handles are closed by force */
@@ -308,11 +309,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "deploy-mcp: %s\n", err);
         return 1;
     }
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        fprintf(stderr, "deploy-mcp: could not initialise libcurl\n");
-        cfg_free(a.srv.config);
-        return 1;
-    }
+    /* libcurl is loaded (and globally initialised) by the first upstream
+     * request: providers/curl_lazy.h. */
     int rc = 0;
     if (uv_loop_init(&a.loop) != 0) {
         fprintf(stderr, "deploy-mcp: could not initialise the event loop\n");
@@ -349,7 +347,9 @@ int main(int argc, char **argv)
         /* stdin is not read in listen mode: the server runs until a signal. */
         char lerr[1024];
         lopts.allowed_origins = (const char *const *)a.srv.config->allowed_origins;
-        a.listen = listener_start(&a.srv, &lopts, lerr, sizeof lerr);
+        /* libwebsockets is loaded only now, for --listen (transport/lws_lazy.h) */
+        if (lws_lazy_load(lerr, sizeof lerr) == 0)
+            a.listen = listener_start(&a.srv, &lopts, lerr, sizeof lerr);
         if (!a.listen || listener_port(a.listen) < 0) {
             fprintf(stderr, "deploy-mcp: %s\n", lerr);
             rc = 1;
@@ -386,7 +386,7 @@ out_loop:
     teardown_targets(&a.srv);
     tool_registry_cleanup();
 out_curl:
-    curl_global_cleanup();
+    curl_lazy_cleanup(); /* curl_global_cleanup, if a request loaded curl */
     cfg_free(a.srv.config);
     return rc;
 }

@@ -20,10 +20,21 @@
  *    call is made and such work is deferred to the request's timer;
  *  - client->depth > 0 while one of our loop callbacks runs; destroying the
  *    client from a user callback only marks it, the teardown runs when the
- *    outermost loop callback unwinds. */
+ *    outermost loop callback unwinds.
+ *
+ * libcurl is loaded on the first http_start (providers/curl_lazy.h), which
+ * also creates the multi handle: a client that never makes a request never
+ * touches curl. When curl cannot be loaded, each request fails on the next
+ * loop turn with the loader's reason (http_response.lib_missing).
+ *
+ * Loop latency: socket callbacks share a budget of HTTP_POLL_BUDGET_NS per
+ * loop iteration (reset by a uv_prepare handle before every poll). Past it,
+ * poll_cb returns without calling curl: epoll is level-triggered, so the
+ * socket is reported again on the next iteration, after the loop has served
+ * its other handles (stdin, timers) in between. Nothing is read or lost in
+ * the meantime; the kernel keeps the data. */
 #include "providers/http.h"
 
-#include <curl/curl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +45,7 @@
 #include <time.h>
 
 #include "mcp/log.h"
+#include "providers/curl_lazy.h"
 
 #define RETRY_BASE_MS        200u    /* first backoff */
 #define RETRY_MAX_BACKOFF_MS 5000u   /* backoff cap (jitter comes on top) */
@@ -76,6 +88,7 @@ struct http_req {
     struct curl_slist *slist;
     FILE *upload;
     char *query; /* the URL's query string, to keep it out of error texts */
+    char *load_error; /* libcurl could not be loaded: the reason (no easy handle) */
     http_callbacks cb;
     void *ud;
 
@@ -118,6 +131,10 @@ struct http_client {
     uv_loop_t *loop;
     CURLM *multi;
     uv_timer_t timer;
+    uv_prepare_t prepare;     /* resets the socket budget before every poll */
+    uint64_t slice_start;     /* hrtime of this iteration's first socket callback; 0 = none yet */
+    uint64_t budget_ns;       /* HTTP_POLL_BUDGET_NS (tests may change it) */
+    uint64_t deferred;        /* socket callbacks left for the next iteration */
     struct http_req *reqs;
     sock_ctx *socks;
     size_t active;
@@ -198,6 +215,14 @@ static sock_ctx *sock_find(http_client *c, curl_socket_t s)
 static void process_info(http_client *c);
 static void client_finalize(http_client *c);
 
+/* Close callback of the client's own timer and prepare handles. */
+static void client_handle_close_cb(uv_handle_t *h)
+{
+    http_client *c = h->data;
+    c->open_handles--;
+    client_maybe_free(c);
+}
+
 static void client_leave(http_client *c)
 {
     c->depth--;
@@ -222,6 +247,18 @@ static void poll_cb(uv_poll_t *h, int status, int events)
 {
     sock_ctx *sc = h->data;
     http_client *c = sc->client;
+    if (status >= 0) {
+        /* Over this iteration's budget: leave the socket for the next one
+         * (level-triggered, so it is reported again; the handle stays
+         * active). Errors are always handled: libuv stopped that handle. */
+        uint64_t now = uv_hrtime();
+        if (c->slice_start == 0)
+            c->slice_start = now;
+        else if (now - c->slice_start >= c->budget_ns) {
+            c->deferred++;
+            return;
+        }
+    }
     int flags = 0;
     if (status < 0) {
         flags = CURL_CSELECT_ERR;
@@ -287,6 +324,12 @@ static int multi_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp,
     return 0;
 }
 
+static void prepare_cb(uv_prepare_t *p)
+{
+    http_client *c = p->data;
+    c->slice_start = 0;
+}
+
 static void multi_timeout_cb(uv_timer_t *t)
 {
     client_drive(t->data, CURL_SOCKET_TIMEOUT, 0);
@@ -317,6 +360,7 @@ static void req_close_cb(uv_handle_t *h)
     free(r->body);
     free(r->hdrs);
     free(r->query);
+    free(r->load_error);
     free(r);
     c->open_handles--;
     client_maybe_free(c);
@@ -333,8 +377,10 @@ static void req_detach(http_req *r)
         curl_easy_cleanup(r->easy);
         r->easy = NULL;
     }
-    curl_slist_free_all(r->slist);
-    r->slist = NULL;
+    if (r->slist) {
+        curl_slist_free_all(r->slist);
+        r->slist = NULL;
+    }
     if (r->upload) {
         fclose(r->upload);
         r->upload = NULL;
@@ -813,6 +859,7 @@ static void req_finish_attempt(http_req *r, CURLcode code, const char *own_err)
         .error = err,
         .truncated = r->truncated,
         .canceled_by_callback = r->aborted_by_cb,
+        .lib_missing = r->load_error != NULL,
         .attempts = r->attempts,
         .req = r,
     };
@@ -885,6 +932,9 @@ static void req_timer_cb(uv_timer_t *t)
     if (r->dead) {
         req_detach(r);
         req_release(r);
+    } else if (r->state == REQ_WAIT && !r->easy) {
+        /* libcurl could not be loaded when this request started */
+        req_finish_attempt(r, CURLE_FAILED_INIT, r->load_error);
     } else if (r->state == REQ_WAIT) {
         if (!req_begin_attempt(r)) {
             snprintf(r->own_error, sizeof r->own_error, "could not start the transfer");
@@ -909,33 +959,25 @@ http_client *http_client_new(uv_loop_t *loop)
     if (!c)
         return NULL;
     c->loop = loop;
-    c->multi = curl_multi_init();
-    if (!c->multi) {
+    /* curl and the multi handle come with the first request (client_load) */
+    if (uv_prepare_init(loop, &c->prepare) != 0) {
         free(c);
         return NULL;
     }
-    if (curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, multi_socket_cb) != CURLM_OK ||
-        curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c) != CURLM_OK ||
-        curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, multi_timer_cb) != CURLM_OK ||
-        curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c) != CURLM_OK ||
-        uv_timer_init(loop, &c->timer) != 0) {
-        curl_multi_cleanup(c->multi);
-        free(c);
+    c->prepare.data = c;
+    c->open_handles = 1;
+    if (uv_timer_init(loop, &c->timer) != 0) {
+        c->finalized = true; /* freed once the prepare handle is closed */
+        uv_close((uv_handle_t *)&c->prepare, client_handle_close_cb);
         return NULL;
     }
     c->timer.data = c;
-    c->open_handles = 1;
+    c->open_handles = 2;
+    c->budget_ns = HTTP_POLL_BUDGET_NS;
     c->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)c ^ UINT64_C(0x9e3779b97f4a7c15);
     if (c->rng == 0)
         c->rng = 1;
     return c;
-}
-
-static void client_timer_close_cb(uv_handle_t *h)
-{
-    http_client *c = h->data;
-    c->open_handles--;
-    client_maybe_free(c);
 }
 
 static void client_finalize(http_client *c)
@@ -949,10 +991,14 @@ static void client_finalize(http_client *c)
     }
     while (c->socks)
         sock_close(c->socks);
-    curl_multi_cleanup(c->multi);
-    c->multi = NULL;
+    if (c->multi) {
+        curl_multi_cleanup(c->multi);
+        c->multi = NULL;
+    }
     uv_timer_stop(&c->timer);
-    uv_close((uv_handle_t *)&c->timer, client_timer_close_cb);
+    uv_close((uv_handle_t *)&c->timer, client_handle_close_cb);
+    uv_prepare_stop(&c->prepare);
+    uv_close((uv_handle_t *)&c->prepare, client_handle_close_cb);
 }
 
 void http_client_destroy(http_client *client)
@@ -1090,10 +1136,48 @@ static bool req_setup(http_req *r, const http_opts *o)
     return req_set_body(r, o, method);
 }
 
+/* Loads libcurl and creates the multi handle, on the first request. Returns
+ * 0; 1 when libcurl could not be loaded (curl_lazy_error() says why; the
+ * next request tries again); -1 on another failure (out of memory). */
+static int client_load(http_client *c)
+{
+    if (c->multi)
+        return 0;
+    if (curl_lazy_load() != 0) {
+        log_error("http: %s", curl_lazy_error());
+        return 1;
+    }
+    c->multi = curl_multi_init();
+    if (!c->multi)
+        return -1;
+    if (curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, multi_socket_cb) != CURLM_OK ||
+        curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c) != CURLM_OK ||
+        curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, multi_timer_cb) != CURLM_OK ||
+        curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c) != CURLM_OK) {
+        curl_multi_cleanup(c->multi);
+        c->multi = NULL;
+        return -1;
+    }
+    uv_prepare_start(&c->prepare, prepare_cb);
+    uv_unref((uv_handle_t *)&c->prepare); /* never keeps the loop alive */
+    return 0;
+}
+
+/* A request that cannot run because libcurl is missing: it ends with that
+ * reason from its timer, on the next loop turn (never inside http_start). */
+static bool req_setup_unloaded(http_req *r)
+{
+    r->load_error = strdup(curl_lazy_error());
+    return r->load_error != NULL;
+}
+
 http_req *http_start(http_client *client, const http_opts *opts,
                      const http_callbacks *cb, void *ud)
 {
     if (!client || client->destroying || !opts || !opts->url || !cb)
+        return NULL;
+    int loaded = client_load(client);
+    if (loaded < 0)
         return NULL;
     http_req *r = calloc(1, sizeof *r);
     if (!r)
@@ -1107,10 +1191,17 @@ http_req *http_start(http_client *client, const http_opts *opts,
     r->max_retries = opts->max_retries > 0 ? opts->max_retries : 0;
     r->idempotent = opts->idempotent;
     r->state = REQ_WAIT;
-    r->easy = curl_easy_init();
-    if (!r->easy || !req_setup(r, opts) || uv_timer_init(client->loop, &r->timer) != 0) {
+    bool ok;
+    if (loaded == 0) {
+        r->easy = curl_easy_init();
+        ok = r->easy && req_setup(r, opts);
+    } else {
+        ok = req_setup_unloaded(r);
+    }
+    if (!ok || uv_timer_init(client->loop, &r->timer) != 0) {
         req_detach(r);
         free(r->query);
+        free(r->load_error);
         free(r);
         return NULL;
     }
@@ -1123,8 +1214,9 @@ http_req *http_start(http_client *client, const http_opts *opts,
     r->counted = true;
     client->active++;
 
-    if (client->in_curl > 0) {
-        /* called from inside a curl callback: add from the loop */
+    if (client->in_curl > 0 || !r->easy) {
+        /* called from inside a curl callback: add from the loop; or
+         * without curl: fail from the loop */
         uv_timer_start(&r->timer, req_timer_cb, 0, 0);
     } else if (!req_begin_attempt(r)) {
         req_detach(r);
@@ -1193,4 +1285,15 @@ const char *http_header(const http_req *req, const char *name)
 size_t http_active(const http_client *client)
 {
     return client ? client->active : 0;
+}
+
+void http_set_poll_budget(http_client *client, uint64_t ns)
+{
+    if (client)
+        client->budget_ns = ns ? ns : HTTP_POLL_BUDGET_NS;
+}
+
+uint64_t http_deferred_polls(const http_client *client)
+{
+    return client ? client->deferred : 0;
 }

@@ -23,18 +23,26 @@
  * build_quota_exceeded does not clear on a timer). Streaming transfers are
  * retried only if nothing was delivered to on_data yet.
  *
- * Secrets: header values are never logged or put in error messages. */
+ * Secrets: header values are never logged or put in error messages.
+ *
+ * libcurl is loaded at run time, by the first http_start (curl_lazy.h): a
+ * server that never talks to a platform never maps it. If it cannot be
+ * loaded, every request ends (on_done, on the next loop turn) with status 0,
+ * lib_missing set and error "libcurl could not be loaded: <reason>"; the
+ * next request tries to load it again. */
 #ifndef DEPLOY_MCP_HTTP_H
 #define DEPLOY_MCP_HTTP_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #define HTTP_DEFAULT_MAX_BODY   (16u << 20)  /* buffered responses */
 #define HTTP_MAX_HEADER_BYTES   (64u << 10)  /* response headers kept per transfer */
 #define HTTP_DEFAULT_CONNECT_MS 10000
 #define HTTP_STREAM_BUFFER_BYTES 4096        /* curl receive buffer of streaming transfers */
+#define HTTP_POLL_BUDGET_NS     300000u      /* socket callbacks per loop iteration */
 
 typedef struct http_client http_client;
 typedef struct http_req http_req;
@@ -48,6 +56,8 @@ typedef struct http_response {
     const char *error;      /* human-readable transport error ("" when none) */
     bool truncated;         /* buffered body exceeded max_body (body is cut) */
     bool canceled_by_callback; /* on_data/on_response returned an abort */
+    bool lib_missing;       /* libcurl could not be loaded: error says why, retrying
+                               will not help */
     int attempts;           /* 1 + retries performed */
     const struct http_req *req; /* for http_header() during the callback */
 } http_response;
@@ -81,8 +91,9 @@ typedef struct http_opts {
     const char *ca_file;        /* extra CA bundle (self-hosted TLS); may be NULL */
 } http_opts;
 
-/* Creates the client on `loop`. Returns NULL on failure. curl_global_init
- * must have been called by main. */
+/* Creates the client on `loop`. Returns NULL on failure. Does not load
+ * libcurl: the first http_start does (and runs curl_global_init); main calls
+ * curl_lazy_cleanup() at exit. */
 http_client *http_client_new(uv_loop_t *loop);
 
 /* Cancels every transfer (no callbacks), closes the uv handles and frees the
@@ -111,5 +122,13 @@ const char *http_header(const http_req *req, const char *name);
 
 /* Number of transfers in flight (for tests and shutdown checks). */
 size_t http_active(const http_client *client);
+
+/* Socket work per loop iteration: once the socket callbacks of one iteration
+ * have run this long, the remaining ready sockets wait for the next iteration
+ * (see http.c). Default HTTP_POLL_BUDGET_NS; 0 restores it. For tests. */
+void http_set_poll_budget(http_client *client, uint64_t ns);
+
+/* Socket callbacks deferred to a later iteration so far (for tests). */
+uint64_t http_deferred_polls(const http_client *client);
 
 #endif

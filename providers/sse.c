@@ -18,6 +18,7 @@
 #include <string.h>
 
 #define SSE_INITIAL_CAP 256
+#define SSE_FIELD_INITIAL_CAP 32   /* event type and id buffers */
 /* Caps are clamped so that sums of lengths (each bounded by a cap) cannot
  * overflow size_t. */
 #define SSE_MAX_CAP (SIZE_MAX / 4)
@@ -27,13 +28,13 @@ static const unsigned char BOM[] = {0xEF, 0xBB, 0xBF};
 
 static const char DEFAULT_TYPE[] = "message";
 
-/* Grows *buf to hold at least `need` bytes, doubling from SSE_INITIAL_CAP but
+/* Grows *buf to hold at least `need` bytes, doubling from `initial` but
  * never past `limit` (callers guarantee need <= limit). */
-static int grow(char **buf, size_t *cap, size_t need, size_t limit)
+static int grow_from(char **buf, size_t *cap, size_t need, size_t limit, size_t initial)
 {
     if (need <= *cap)
         return SSE_OK;
-    size_t ncap = *cap ? *cap : SSE_INITIAL_CAP;
+    size_t ncap = *cap ? *cap : initial;
     while (ncap < need)
         ncap = ncap > limit / 2 ? limit : ncap * 2;
     if (ncap > limit)
@@ -43,6 +44,26 @@ static int grow(char **buf, size_t *cap, size_t need, size_t limit)
         return SSE_ENOMEM;
     *buf = nb;
     *cap = ncap;
+    return SSE_OK;
+}
+
+static int grow(char **buf, size_t *cap, size_t need, size_t limit)
+{
+    return grow_from(buf, cap, need, limit, SSE_INITIAL_CAP);
+}
+
+/* Copies n bytes of a field value (plus a NUL) into a small on-demand
+ * buffer capped at limit bytes (n < limit). */
+static int set_field(char **buf, size_t *cap, size_t *len, const char *v, size_t n,
+                     size_t limit)
+{
+    int rc = grow_from(buf, cap, n + 1, limit, SSE_FIELD_INITIAL_CAP);
+    if (rc != SSE_OK)
+        return rc;
+    if (n)
+        memcpy(*buf, v, n);
+    (*buf)[n] = '\0';
+    *len = n;
     return SSE_OK;
 }
 
@@ -70,10 +91,17 @@ static int dispatch(sse_parser *p)
         clear_event(p);
         return SSE_OK;
     }
-    /* The id is committed even when no event is dispatched (spec step 1). */
+    /* The id is committed even when no event is dispatched (spec step 1):
+     * the pending buffer becomes the last id's (the two swap). */
     if (p->id_set) {
-        memcpy(p->id, p->pending_id, p->pending_id_len + 1);
+        char *b = p->id;
+        size_t cap = p->id_cap;
+        p->id = p->pending_id;
+        p->id_cap = p->pending_id_cap;
         p->id_len = p->pending_id_len;
+        p->pending_id = b;
+        p->pending_id_cap = cap;
+        p->pending_id_len = 0;
     }
     if (p->data_len == 0) {
         clear_event(p);
@@ -86,7 +114,7 @@ static int dispatch(sse_parser *p)
         .type_len = p->type_len ? p->type_len : sizeof DEFAULT_TYPE - 1,
         .data = p->data,
         .data_len = p->data_len - 1,
-        .id = p->id,
+        .id = p->id ? p->id : "",
         .id_len = p->id_len,
     };
     /* Reset before calling back so the parser is consistent if it stops;
@@ -173,14 +201,17 @@ static int process_line(sse_parser *p, const char *line, size_t n)
     if (field_is(line, name_len, "data"))
         return append_data(p, v, vn);
     if (field_is(line, name_len, "event")) {
-        p->type_len = utf8_truncate(v, vn, SSE_MAX_TYPE);
-        memcpy(p->type, v, p->type_len);
-        p->type[p->type_len] = '\0';
+        size_t tn = utf8_truncate(v, vn, SSE_MAX_TYPE);
+        p->type_len = 0;
+        if (tn == 0)
+            return SSE_OK; /* "event:" with no value: the default type */
+        return set_field(&p->type, &p->type_cap, &p->type_len, v, tn, SSE_MAX_TYPE + 1);
     } else if (field_is(line, name_len, "id")) {
         if (vn <= SSE_MAX_ID && !memchr(v, '\0', vn)) {
-            memcpy(p->pending_id, v, vn);
-            p->pending_id[vn] = '\0';
-            p->pending_id_len = vn;
+            int rc = set_field(&p->pending_id, &p->pending_id_cap, &p->pending_id_len, v, vn,
+                               SSE_MAX_ID + 1);
+            if (rc != SSE_OK)
+                return rc;
             p->id_set = true;
         }
     } else if (field_is(line, name_len, "retry")) {
@@ -323,25 +354,35 @@ void sse_reset(sse_parser *p)
 
 const char *sse_last_id(const sse_parser *p)
 {
-    return p->id;
+    return p->id ? p->id : "";
 }
 
-void sse_set_last_id(sse_parser *p, const char *id)
+int sse_set_last_id(sse_parser *p, const char *id)
 {
     size_t n = id ? strlen(id) : 0;
     if (n > SSE_MAX_ID)   /* same rule as an "id" field: too long is ignored */
-        return;
-    if (n)
-        memcpy(p->id, id, n);
-    p->id[n] = '\0';
-    p->id_len = n;
+        return SSE_OK;
+    if (n == 0) {
+        p->id_len = 0;
+        if (p->id)
+            p->id[0] = '\0';
+        return SSE_OK;
+    }
+    return set_field(&p->id, &p->id_cap, &p->id_len, id, n, SSE_MAX_ID + 1);
 }
 
 void sse_free(sse_parser *p)
 {
     free(p->line);
     free(p->data);
-    p->line = p->data = NULL;
+    free(p->type);
+    free(p->id);
+    free(p->pending_id);
+    p->line = p->data = p->type = p->id = p->pending_id = NULL;
     p->line_len = p->line_cap = 0;
     p->data_len = p->data_cap = 0;
+    p->type_len = p->type_cap = 0;
+    p->id_len = p->id_cap = 0;
+    p->pending_id_len = p->pending_id_cap = 0;
+    p->id_set = false;
 }

@@ -13,7 +13,10 @@
  * updates the last event id); an unterminated event at end of stream is
  * dropped (there is no "finish" call that dispatches it).
  *
- * Memory: the parser owns one line buffer and one data buffer, both capped.
+ * Memory: the parser owns one line buffer and one data buffer, both capped,
+ * and small buffers for the event type and the ids, allocated when a field
+ * needs them and grown to its length (capped at SSE_MAX_TYPE / SSE_MAX_ID):
+ * a parser that saw no id or type holds none of them.
  * A line longer than max_line, or an event whose data exceeds max_event, is
  * discarded whole (the rest of that line is skipped and the event being built
  * is dropped); the parser counts it in `oversized` and carries on with the next
@@ -66,9 +69,9 @@ typedef struct sse_parser {
     size_t max_line, max_event;
     char *line; size_t line_len, line_cap;
     char *data; size_t data_len, data_cap;
-    char type[SSE_MAX_TYPE + 1]; size_t type_len;
-    char id[SSE_MAX_ID + 1]; size_t id_len;              /* last event id */
-    char pending_id[SSE_MAX_ID + 1]; size_t pending_id_len; bool id_set;
+    char *type; size_t type_len, type_cap;               /* of the event being built */
+    char *id; size_t id_len, id_cap;                     /* last event id; NULL = "" */
+    char *pending_id; size_t pending_id_len, pending_id_cap; bool id_set;
     bool skipping_line;   /* discarding the remainder of an oversized line */
     bool event_broken;    /* current event is being dropped (oversized) */
     bool last_was_cr;     /* previous chunk ended in CR: skip a leading LF */
@@ -92,8 +95,10 @@ void sse_reset(sse_parser *p);
 /* The last event id ("" when none). Valid until the next feed/reset/free. */
 const char *sse_last_id(const sse_parser *p);
 
-/* Sets the last event id (e.g. when resuming from a caller's cursor). */
-void sse_set_last_id(sse_parser *p, const char *id);
+/* Sets the last event id (e.g. when resuming from a caller's cursor). An id
+ * over SSE_MAX_ID is ignored, like an "id" field. Returns SSE_OK, or
+ * SSE_ENOMEM (the id is then unchanged). */
+int sse_set_last_id(sse_parser *p, const char *id);
 
 /* Frees the buffers. *p may be re-initialised with sse_init afterwards. */
 void sse_free(sse_parser *p);

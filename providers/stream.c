@@ -12,13 +12,20 @@
  * stream that were processed (relayed or not), from its very beginning. A
  * server that replays from the start is skipped forward by that count. The
  * cursor records consumed, the last and first event ids and the latest
- * status, so a later call resumes exactly where this one stopped. */
+ * status, so a later call resumes exactly where this one stopped.
+ *
+ * Memory: a live stream keeps only what must outlive a connection. What the
+ * adapter says to connect to (prov_stream_spec: URL, headers, ~11 KiB) is
+ * built on the stack for each connection — stream_spec, then stream_prepare —
+ * and wiped once the transfer has copied it; the first event id and a fatal
+ * in-stream error are allocated only when there is one. */
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "mcp/log.h"
 #include "providers/b64.h"
+#include "providers/hmac.h"
 #include "providers/provider.h"
 #include "providers/utf8.h"
 
@@ -35,7 +42,8 @@ struct prov_stream {
     char *id;
     prov_stream_callbacks cb;
     void *ud;
-    prov_stream_spec spec;
+    enum prov_resume resume;   /* from the adapter's spec */
+    bool reconnect;            /* from the adapter's spec */
     void *astate;
     sse_parser sse;
     http_req *req;
@@ -46,7 +54,7 @@ struct prov_stream {
     unsigned long skip;        /* events still to drop on this connection */
     unsigned long conn_events; /* SSE events seen on this connection */
     unsigned long consumed_at_connect; /* to tell a connection that made progress */
-    char first_id[SSE_MAX_ID + 1];
+    char *first_id;            /* id of the logical stream's first event; NULL = none */
     uint64_t oversized_seen;
 
     prov_status status;
@@ -60,8 +68,8 @@ struct prov_stream {
     bool ended;
     bool paused;
     bool complete_at_open;     /* the cursor says the logical stream had ended */
-    prov_error fatal;
-    bool have_fatal;
+    bool have_fatal;           /* the adapter reported a fatal in-stream error */
+    prov_error *fatal;         /* that error (NULL if it could not be kept) */
     long http_status;          /* of the current connection */
     char *errbody;             /* body of a non-2xx answer (capped) */
     size_t errbody_len;
@@ -69,7 +77,7 @@ struct prov_stream {
 
 #define STREAM_ERROR_BODY_MAX (64u << 10)
 
-static int connect_now(prov_stream *s);
+static int connect_now(prov_stream *s, prov_error *err);
 
 static void on_retry_closed(uv_handle_t *h) { free(h); }
 
@@ -85,6 +93,8 @@ static void stream_free(prov_stream *s)
     free(s->errbody);
     free(s->id);
     free(s->url);
+    free(s->first_id);
+    free(s->fatal);
     free(s);
 }
 
@@ -132,8 +142,8 @@ static int on_sse_event(void *ud, const sse_event *ev)
     s->conn_events++;
     /* A server that ignored Last-Event-ID replays from its first event:
      * recognise that and skip what was already consumed. */
-    if (s->conn_events == 1 && s->spec.resume == PROV_RESUME_LAST_EVENT_ID && s->consumed > 0 &&
-        ev->id_len > 0 && s->first_id[0] && strcmp(ev->id, s->first_id) == 0) {
+    if (s->conn_events == 1 && s->resume == PROV_RESUME_LAST_EVENT_ID && s->consumed > 0 &&
+        ev->id_len > 0 && s->first_id && strcmp(ev->id, s->first_id) == 0) {
         log_debug("stream: server replayed from the start; skipping %lu events", s->consumed);
         s->skip = s->consumed - 1; /* this one is the first of them */
         return 0;
@@ -142,15 +152,21 @@ static int on_sse_event(void *ud, const sse_event *ev)
         s->skip--;
         return 0;
     }
-    if (s->consumed == 0 && ev->id_len > 0)
-        snprintf(s->first_id, sizeof s->first_id, "%s", ev->id);
+    if (s->consumed == 0 && ev->id_len > 0) {
+        /* Out of memory only weakens replay detection (skip by count). */
+        free(s->first_id);
+        s->first_id = strdup(ev->id);
+    }
     s->consumed++;
     prov_error err = {0};
     int r = s->t->ops->stream_parse(s->t, s->astate, s->kind, ev, emit, s, &err);
     if (s->dead || s->ended)
         return 1;
     if (r < 0) {
-        s->fatal = err;
+        free(s->fatal);
+        s->fatal = malloc(sizeof *s->fatal);
+        if (s->fatal)
+            *s->fatal = err;
         s->have_fatal = true;
         return 1;
     }
@@ -217,8 +233,15 @@ static int on_data(void *ud, const char *buf, size_t len)
     }
     if (rc == SSE_ESTOPPED) {
         if (s->have_fatal) {
+            prov_error e;
+            if (s->fatal)
+                e = *s->fatal;
+            else
+                prov_error_set(&e, "internal_error", 0, true,
+                               "the event stream reported an error (out of memory keeping it)");
             s->have_fatal = false;
-            prov_error e = s->fatal;
+            free(s->fatal);
+            s->fatal = NULL;
             stream_end(s, &e);
         } else {
             stream_end(s, NULL);
@@ -243,11 +266,9 @@ static void on_retry_timer(uv_timer_t *timer)
         stream_end(s, NULL);
         return;
     }
-    if (connect_now(s) != 0) {
-        prov_error e;
-        prov_error_set(&e, "internal_error", 0, true, "could not start the stream transfer");
+    prov_error e;
+    if (connect_now(s, &e) != 0)
         stream_end(s, &e);
-    }
 }
 
 static void schedule_reconnect(prov_stream *s, unsigned delay_ms)
@@ -285,6 +306,12 @@ static void on_done(void *ud, const http_response *res)
             stream_end(s, &e);
             return;
         }
+    } else if (res->status == 0 && res->lib_missing) {
+        /* libcurl is not installed: no reconnect can help */
+        prov_error e;
+        prov_error_set(&e, "internal_error", 0, false, "%s", res->error);
+        stream_end(s, &e);
+        return;
     } else if (res->status == 0 && prov_curl_permanent(res->curl_code)) {
         /* DNS failure, untrusted certificate, bad CA file: reconnecting
          * cannot help, and the caller must learn why. */
@@ -293,7 +320,7 @@ static void on_done(void *ud, const http_response *res)
         e.retryable = false;
         stream_end(s, &e);
         return;
-    } else if (!s->spec.reconnect) {
+    } else if (!s->reconnect) {
         prov_error e;
         if (res->curl_code != 0)
             prov_error_set(&e, "network_error", 0, true,
@@ -335,36 +362,50 @@ static void on_done(void *ud, const http_response *res)
     schedule_reconnect(s, delay);
 }
 
-/* Starts one connection. Returns 0, or -1 when the transfer could not be
- * started (nothing was called). */
-static int connect_now(prov_stream *s)
+/* The headers (and a signed URL) carry credentials: clear the stack copy
+ * once the transfer has its own. */
+static void spec_wipe(prov_stream_spec *spec)
+{
+    int n = spec->nheaders;
+    if (n < 0 || n > PROV_STREAM_MAX_HEADERS)
+        n = PROV_STREAM_MAX_HEADERS;
+    hmac_wipe(spec->headers, (size_t)n * sizeof spec->headers[0]);
+    hmac_wipe(spec->url, strnlen(spec->url, sizeof spec->url));
+}
+
+/* Starts one connection to what `spec` says (the adapter filled it for this
+ * connection; http_start copies what it needs). Returns 0, or -1 when the
+ * transfer could not be started (nothing was called). */
+static int connect_with(prov_stream *s, prov_stream_spec *spec)
 {
     static const http_callbacks cbs = { on_response, on_data, on_done };
     const char *headers[PROV_STREAM_MAX_HEADERS + 3];
     char last_id_hdr[SSE_MAX_ID + 32];
     int n = 0;
     if (s->t->ops->stream_prepare)
-        s->t->ops->stream_prepare(s->t, s->astate, s->id, &s->spec);
-    for (int i = 0; i < s->spec.nheaders; i++)
-        headers[n++] = s->spec.headers[i];
+        s->t->ops->stream_prepare(s->t, s->astate, s->id, spec);
+    s->resume = spec->resume;
+    s->reconnect = spec->reconnect;
+    for (int i = 0; i < spec->nheaders && i < PROV_STREAM_MAX_HEADERS; i++)
+        headers[n++] = spec->headers[i];
     headers[n++] = "Accept: text/event-stream";
     headers[n++] = "Cache-Control: no-cache";
     const char *last = sse_last_id(&s->sse);
-    if (s->spec.resume == PROV_RESUME_LAST_EVENT_ID && last[0]) {
+    if (s->resume == PROV_RESUME_LAST_EVENT_ID && last[0]) {
         snprintf(last_id_hdr, sizeof last_id_hdr, "Last-Event-ID: %s", last);
         headers[n++] = last_id_hdr;
     }
     headers[n] = NULL;
     /* Without a usable Last-Event-ID the server starts over: skip by count. */
-    bool by_id = s->spec.resume == PROV_RESUME_LAST_EVENT_ID && last[0];
-    s->skip = (s->spec.resume == PROV_RESUME_LIVE || by_id) ? 0 : s->consumed;
+    bool by_id = s->resume == PROV_RESUME_LAST_EVENT_ID && last[0];
+    s->skip = (s->resume == PROV_RESUME_LIVE || by_id) ? 0 : s->consumed;
     s->conn_events = 0;
     s->consumed_at_connect = s->consumed;
     sse_reset(&s->sse);
     http_opts o = {
-        .method = "GET", .url = s->spec.url, .headers = headers, .stream = true,
+        .method = "GET", .url = spec->url, .headers = headers, .stream = true,
         .connect_timeout_ms = STREAM_CONNECT_TIMEOUT_MS, .idle_timeout_ms = STREAM_IDLE_TIMEOUT_MS,
-        .ca_file = s->spec.ca_file,
+        .ca_file = spec->ca_file,
     };
     s->http_status = 0;
     s->req = http_start(s->t->http, &o, &cbs, s);
@@ -375,13 +416,33 @@ static int connect_now(prov_stream *s)
     return 0;
 }
 
+/* A reconnect: asks the adapter again (a fresh URL and headers). Returns 0,
+ * or -1 with *err set. */
+static int connect_now(prov_stream *s, prov_error *err)
+{
+    prov_stream_spec spec; /* ~11 KiB, on the stack for this connection only */
+    memset(&spec, 0, sizeof spec);
+    memset(err, 0, sizeof *err);
+    if (s->t->ops->stream_spec(s->t, s->kind, s->id, &spec, err) != 0) {
+        spec_wipe(&spec);
+        if (!err->code[0])
+            prov_error_set(err, "internal_error", 0, true, "could not reconnect the event stream");
+        return -1;
+    }
+    int rc = connect_with(s, &spec);
+    spec_wipe(&spec);
+    if (rc != 0)
+        prov_error_set(err, "internal_error", 0, true, "could not start the stream transfer");
+    return rc;
+}
+
 /* ---- cursor ------------------------------------------------------------- */
 
 char *prov_stream_cursor(const prov_stream *s)
 {
     json_t *c = json_pack("{s:i, s:s, s:I, s:s, s:s}", "v", STREAM_CURSOR_VERSION,
                           "d", s->id ? s->id : "", "n", (json_int_t)s->consumed,
-                          "i", sse_last_id(&s->sse), "f", s->first_id);
+                          "i", sse_last_id(&s->sse), "f", s->first_id ? s->first_id : "");
     if (!c)
         return NULL;
     if (s->status != PROV_ST_UNKNOWN) {
@@ -431,8 +492,13 @@ static int apply_cursor(prov_stream *s, const char *cursor, prov_error *err)
         return -1;
     }
     s->consumed = (unsigned long)n;
-    sse_set_last_id(&s->sse, i);
-    snprintf(s->first_id, sizeof s->first_id, "%s", f);
+    free(s->first_id);
+    s->first_id = f[0] ? strdup(f) : NULL;
+    if (sse_set_last_id(&s->sse, i) != SSE_OK || (f[0] && !s->first_id)) {
+        json_decref(c);
+        prov_error_set(err, "internal_error", 0, true, "out of memory");
+        return -1;
+    }
     if (st) {
         s->status = prov_status_parse(st);
         snprintf(s->provider_status, sizeof s->provider_status, "%s", p ? p : st);
@@ -477,19 +543,31 @@ prov_stream *prov_stream_open(prov_target *t, enum prov_stream_kind kind, const 
     sse_init(&s->sse, 0, 0, on_sse_event, s);
     if ((!id || s->id) && t->ops->stream_state_new)
         s->astate = t->ops->stream_state_new(t, kind);
-    if ((id && !s->id) || t->ops->stream_spec(t, kind, id, &s->spec, err) != 0 ||
+    /* The first connection's spec; reconnects ask the adapter again. */
+    prov_stream_spec spec;
+    memset(&spec, 0, sizeof spec);
+    if ((id && !s->id) || t->ops->stream_spec(t, kind, id, &spec, err) != 0 ||
         (cursor && apply_cursor(s, cursor, err) != 0)) {
         if (id && !s->id)
             prov_error_set(err, "internal_error", 0, true, "out of memory");
+        spec_wipe(&spec);
         stream_free(s);
         return NULL;
     }
-    if (!cursor && s->spec.first_last_event_id[0])
-        sse_set_last_id(&s->sse, s->spec.first_last_event_id);
+    s->resume = spec.resume;
+    s->reconnect = spec.reconnect;
+    if (!cursor && spec.first_last_event_id[0] &&
+        sse_set_last_id(&s->sse, spec.first_last_event_id) != SSE_OK) {
+        prov_error_set(err, "internal_error", 0, true, "out of memory");
+        spec_wipe(&spec);
+        stream_free(s);
+        return NULL;
+    }
     if (cursor && s->astate && t->ops->stream_state_complete &&
         t->ops->stream_state_complete(s->astate)) {
         /* Nothing is left to read: end on the next loop turn (callbacks
          * never run inside open). */
+        spec_wipe(&spec);
         s->retry = malloc(sizeof *s->retry);
         if (!s->retry) {
             prov_error_set(err, "internal_error", 0, true, "out of memory");
@@ -502,7 +580,9 @@ prov_stream *prov_stream_open(prov_target *t, enum prov_stream_kind kind, const 
         uv_timer_start(s->retry, on_retry_timer, 0, 0);
         return s;
     }
-    if (connect_now(s) != 0) {
+    int rc = connect_with(s, &spec);
+    spec_wipe(&spec);
+    if (rc != 0) {
         prov_error_set(err, "internal_error", 0, true, "could not start the stream transfer");
         stream_free(s);
         return NULL;

@@ -9,6 +9,13 @@
 
 #define WATCH_LOOKUP_MS 2000   /* the final status lookup's own time limit */
 
+/* Reported when the stream's own error could not be kept (out of memory). */
+static const prov_error WATCH_ERR_OOM = {
+    .code = "internal_error",
+    .message = "the event stream failed, and its error could not be kept (out of memory)",
+    .retryable = true,
+};
+
 static void on_deadline(uv_timer_t *timer);
 
 struct watch {
@@ -29,7 +36,8 @@ struct watch {
     bool have_err;
     bool over;                   /* the stream has ended or was closed */
     bool paused;                 /* upstream paused: the client is not reading */
-    prov_error err;
+    prov_error *err;             /* the stream's failure (have_err); allocated only then:
+                                    a live watch does not carry 1 KiB for it */
 };
 
 static void on_deadline_closed(uv_handle_t *h)
@@ -38,6 +46,7 @@ static void on_deadline_closed(uv_handle_t *h)
     free(w->id);
     free(w->cursor);
     free(w->cursor_in);
+    free(w->err);
     free(w);
 }
 
@@ -57,7 +66,7 @@ static void complete(watch *w)
         .cursor = w->cursor ? w->cursor : w->cursor_in ? w->cursor_in : "",
         .duration_ms = (w->ended_ns - w->started_ns) / 1000000u,
         .timed_out = w->timed_out,
-        .err = w->have_err ? &w->err : NULL,
+        .err = !w->have_err ? NULL : w->err ? w->err : &WATCH_ERR_OOM,
     };
     w->done(w->ud, &end);
     watch_destroy(w);
@@ -145,7 +154,10 @@ static void on_end(void *ud, const prov_error *err)
     capture_cursor(w);     /* the stream is still valid inside on_end */
     w->stream = NULL;      /* and dead once we return */
     if (err) {
-        w->err = *err;
+        free(w->err);
+        w->err = malloc(sizeof *w->err);
+        if (w->err)
+            *w->err = *err;
         w->have_err = true;
     }
     stream_over(w);

@@ -44,6 +44,7 @@
 
 #include "mcp/log.h"
 #include "transport/listener_int.h"
+#include "transport/lws_lazy.h" /* lws_* calls go through the loaded table */
 
 #define SID_MAX 128                 /* longest Mcp-Session-Id we read */
 #define PROTO_HDR_MAX 64            /* longest MCP-Protocol-Version we read */

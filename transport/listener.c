@@ -2,6 +2,7 @@
  * request checks every HTTP request and WebSocket upgrade passes, and the
  * dispatch of lws callbacks to http.c and ws.c. */
 #include "transport/listener_int.h"
+#include "transport/lws_lazy.h" /* lws_* calls go through the loaded table */
 
 #include <arpa/inet.h>
 #include <ctype.h>

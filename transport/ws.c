@@ -12,6 +12,7 @@
 
 #include "mcp/log.h"
 #include "transport/listener_int.h"
+#include "transport/lws_lazy.h" /* lws_* calls go through the loaded table */
 
 typedef struct wmsg {
     struct wmsg *next;

@@ -19,9 +19,12 @@ LINES = 600_000
 
 
 def rss_kb(pid):
+    """The process's private memory (RssAnon): what queueing would grow.
+    Not VmRSS, which also counts shared-library pages (libcurl and its ~30
+    dependencies are mapped on the first upstream request)."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith("RssAnon:"):
                 return int(line.split()[1])
     return 0
 

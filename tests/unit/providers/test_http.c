@@ -1,7 +1,9 @@
 /* test_http.c — providers/http.c against a scripted local HTTP server
  * (tests/unit/providers/http_test_server.py, spawned once for the group).
  * Every test runs its own uv loop and ends with http_client_destroy, a full
- * loop run and uv_loop_close() == 0. */
+ * loop run and uv_loop_close() == 0. libcurl is loaded by the client itself
+ * (providers/curl_lazy.h): the first tests run before it is, and check what
+ * happens when it cannot be loaded. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,6 +30,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "providers/curl_lazy.h"
 #include "providers/http.h"
 
 extern char **environ;
@@ -49,8 +52,6 @@ static int group_setup(void **state)
     /* the proxy settings of the environment must not apply to 127.0.0.1 */
     setenv("no_proxy", "127.0.0.1,localhost", 1);
     setenv("NO_PROXY", "127.0.0.1,localhost", 1);
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-        return -1;
     signal(SIGPIPE, SIG_IGN);
 
     if (pyserver_start(&g_server, "unit/providers/http_test_server.py") != 0)
@@ -63,7 +64,7 @@ static int group_teardown(void **state)
 {
     (void)state;
     pyserver_stop(&g_server);
-    curl_global_cleanup();
+    curl_lazy_cleanup();
     return 0;
 }
 
@@ -140,6 +141,7 @@ typedef struct rec {
     size_t stream_len;
     long status;
     int curl_code;
+    bool lib_missing;
     char error[512];
     bool truncated, canceled;
     int attempts;
@@ -205,6 +207,7 @@ static void rec_on_done(void *ud, const http_response *res)
     r->dones++;
     r->status = res->status;
     r->curl_code = res->curl_code;
+    r->lib_missing = res->lib_missing;
     copy_str(r->error, sizeof r->error, res->error);
     r->truncated = res->truncated;
     r->canceled = res->canceled_by_callback;
@@ -307,6 +310,72 @@ static json_int_t stream_open(env *e, const char *key)
 }
 
 /* ---------------------------------------------------------------- tests */
+
+/* A client that makes no request never loads libcurl. */
+static void test_no_request_no_curl(void **state)
+{
+    (void)state;
+    env e;
+    env_init(&e);
+    run_for(&e, 20);
+    assert_false(curl_lazy_loaded());
+    assert_string_equal(curl_lazy_error(), "");
+    env_fini(&e);
+    assert_false(curl_lazy_loaded());
+}
+
+/* libcurl missing: every request ends on a later loop turn with the loader's
+ * reason; nothing runs inside http_start; cancel still works; the next
+ * request tries again, and loads curl once it is there. */
+static void test_curl_missing(void **state)
+{
+    (void)state;
+    env e;
+    env_init(&e);
+    curl_lazy_set_library("libdeploy-mcp-no-such-curl.so.4");
+    char url[256];
+    url_of(url, sizeof url, "/json");
+    rec r = {0}, rs = {0}, rc = {0};
+    http_opts o = {.url = url, .max_retries = 3, .idempotent = true};
+    http_opts os = {.url = url, .stream = true};
+    assert_non_null(start(&e, &r, &o));
+    assert_non_null(start(&e, &rs, &os));
+    assert_non_null(start(&e, &rc, &o));
+    assert_false(curl_lazy_loaded());
+    assert_int_equal(r.dones + rs.dones, 0); /* never inside http_start */
+    assert_int_equal(http_active(e.client), 3);
+    http_cancel(rc.req);
+    assert_true(run_until(&e, &rs.dones, 1, WAIT_MS));
+    assert_true(run_until(&e, &r.dones, 1, WAIT_MS));
+    run_for(&e, 20);
+    assert_int_equal(rc.dones, 0);
+    assert_int_equal(http_active(e.client), 0);
+    const rec *all[] = {&r, &rs};
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(all[i]->dones, 1);
+        assert_int_equal(all[i]->responses, 0);
+        assert_int_equal(all[i]->status, 0);
+        assert_int_equal(all[i]->curl_code, CURLE_FAILED_INIT);
+        assert_true(all[i]->lib_missing);
+        assert_non_null(strstr(all[i]->error, "libcurl could not be loaded: "));
+        assert_non_null(strstr(all[i]->error, "libdeploy-mcp-no-such-curl.so.4"));
+        assert_int_equal(all[i]->callback_after_done, false);
+    }
+    rec_free(&r);
+    rec_free(&rs);
+
+    /* back to the real library: the next request loads it */
+    curl_lazy_set_library(NULL);
+    rec r2 = {0};
+    assert_non_null(start(&e, &r2, &o));
+    assert_true(curl_lazy_loaded());
+    assert_true(run_until(&e, &r2.dones, 1, WAIT_MS));
+    assert_int_equal(r2.status, 200);
+    assert_false(r2.lib_missing);
+    assert_string_equal(curl_lazy_error(), "");
+    rec_free(&r2);
+    env_fini(&e);
+}
 
 static void test_get_buffered(void **state)
 {
@@ -1050,9 +1119,77 @@ static void test_destroy_with_active(void **state)
     env_fini(&e3);
 }
 
+/* With a budget of 1 ns every loop iteration serves one socket callback and
+ * leaves the other ready sockets for the next: nothing is lost or stalled,
+ * and curl's timeouts still fire on time. */
+static void test_poll_budget(void **state)
+{
+    (void)state;
+    env e;
+    env_init(&e);
+    http_set_poll_budget(e.client, 1);
+    enum { NBIG = 12, NSTREAM = 6, BIG = 300000 };
+    static rec big[NBIG], st[NSTREAM];
+    memset(big, 0, sizeof big);
+    memset(st, 0, sizeof st);
+    char url[256];
+    for (int i = 0; i < NBIG; i++) {
+        url_of(url, sizeof url, "/big?size=300000");
+        http_opts o = {.url = url};
+        assert_non_null(start(&e, &big[i], &o));
+    }
+    for (int i = 0; i < NSTREAM; i++) {
+        char path[96];
+        snprintf(path, sizeof path, "/slow-stream?n=6&delay=0.02&key=budget%d", i);
+        url_of(url, sizeof url, path);
+        http_opts o = {.url = url, .stream = true};
+        assert_non_null(start(&e, &st[i], &o));
+    }
+    url_of(url, sizeof url, "/never?key=budget-timeout");
+    rec rt = {0};
+    http_opts ot = {.url = url, .timeout_ms = 300};
+    uint64_t t0 = now_ms(&e);
+    assert_non_null(start(&e, &rt, &ot));
+
+    uv_update_time(&e.loop);
+    uint64_t deadline = uv_now(&e.loop) + 3 * WAIT_MS;
+    int done = 0;
+    while (done < NBIG + NSTREAM + 1 && uv_now(&e.loop) < deadline) {
+        uv_run(&e.loop, UV_RUN_ONCE);
+        done = rt.dones;
+        for (int i = 0; i < NBIG; i++)
+            done += big[i].dones;
+        for (int i = 0; i < NSTREAM; i++)
+            done += st[i].dones;
+    }
+    assert_int_equal(done, NBIG + NSTREAM + 1);
+    assert_true(http_deferred_polls(e.client) > 0);
+    assert_int_equal(rt.curl_code, CURLE_OPERATION_TIMEDOUT);
+    uint64_t el = rt.done_at - t0;
+    assert_true(el >= 280 && el < 2000);
+    for (int i = 0; i < NBIG; i++) {
+        assert_int_equal(big[i].status, 200);
+        assert_int_equal(big[i].curl_code, 0);
+        assert_int_equal(big[i].body_len, BIG);
+        for (size_t k = 0; k < big[i].body_len; k++)
+            assert_int_equal(big[i].body[k], 'x');
+        rec_free(&big[i]);
+    }
+    for (int i = 0; i < NSTREAM; i++) {
+        assert_int_equal(st[i].status, 200);
+        assert_string_equal(st[i].stream,
+                            "chunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\nchunk 5\n");
+    }
+    rec_free(&rt);
+    env_fini(&e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        /* first: they run before libcurl is loaded */
+        cmocka_unit_test(test_no_request_no_curl),
+        cmocka_unit_test(test_curl_missing),
         cmocka_unit_test(test_get_buffered),
         cmocka_unit_test(test_post_and_custom_headers),
         cmocka_unit_test(test_put_body_file),
@@ -1069,6 +1206,7 @@ int main(void)
         cmocka_unit_test(test_pause_resume),
         cmocka_unit_test(test_reentrancy),
         cmocka_unit_test(test_destroy_with_active),
+        cmocka_unit_test(test_poll_budget),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -757,6 +757,60 @@ static void test_buffers_grow_geometrically_within_caps(void **state)
     recorder_free(&r);
 }
 
+/* The type and id buffers exist only once a field needs them, sized to the
+ * value (a live stream holds thousands of parsers). */
+static void test_field_buffers_on_demand(void **state)
+{
+    (void)state;
+    assert_true(sizeof(sse_parser) < 256);
+    sse_parser p;
+    recorder r = {0};
+    sse_init(&p, 0, 0, record_cb, &r);
+    assert_int_equal(sse_feed(&p, IN("data: a\n\n")), SSE_OK);
+    assert_null(p.type);
+    assert_null(p.id);
+    assert_null(p.pending_id);
+    assert_string_equal(sse_last_id(&p), "");
+    assert_string_equal(r.ev[0].id, "");
+    assert_string_equal(r.ev[0].type, "message");
+
+    assert_int_equal(sse_feed(&p, IN("event: log\nid: 7\ndata: b\n\n")), SSE_OK);
+    assert_string_equal(r.ev[1].type, "log");
+    assert_string_equal(r.ev[1].id, "7");
+    assert_true(p.type_cap > 0 && p.type_cap <= 64);
+    assert_true(p.id_cap > 0 && p.id_cap <= 64);
+
+    /* a long id grows the buffers; the next short one reuses them */
+    char in[2 * SSE_MAX_ID];
+    int n = snprintf(in, sizeof in, "id: %0*d\ndata: c\n\nid: 9\ndata: d\n\n", 600, 8);
+    assert_int_equal(sse_feed(&p, in, (size_t)n), SSE_OK);
+    assert_int_equal(r.ev[2].id_len, 600);
+    assert_string_equal(r.ev[3].id, "9");
+    assert_true(p.id_cap <= SSE_MAX_ID + 1 && p.pending_id_cap <= SSE_MAX_ID + 1);
+    /* an event without an id keeps the last one; "event:" empty is the default */
+    assert_int_equal(sse_feed(&p, IN("event:\ndata: e\n\n")), SSE_OK);
+    assert_string_equal(r.ev[4].id, "9");
+    assert_string_equal(r.ev[4].type, "message");
+    assert_int_equal(r.n, 5);
+    assert_false(r.unterminated);
+    sse_free(&p);
+    assert_null(p.id);
+    assert_null(p.type);
+    assert_null(p.pending_id);
+    assert_string_equal(sse_last_id(&p), "");
+    recorder_free(&r);
+
+    /* sse_set_last_id on a fresh parser allocates just that */
+    sse_init(&p, 0, 0, NULL, NULL);
+    assert_int_equal(sse_set_last_id(&p, "resume-1"), SSE_OK);
+    assert_string_equal(sse_last_id(&p), "resume-1");
+    assert_true(p.id_cap <= 64);
+    assert_null(p.pending_id);
+    assert_int_equal(sse_set_last_id(&p, ""), SSE_OK);
+    assert_string_equal(sse_last_id(&p), "");
+    sse_free(&p);
+}
+
 static void test_default_caps(void **state)
 {
     (void)state;
@@ -905,6 +959,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_data_lines),
+        cmocka_unit_test(test_field_buffers_on_demand),
         cmocka_unit_test(test_line_endings),
         cmocka_unit_test(test_bom),
         cmocka_unit_test(test_comments),

@@ -51,6 +51,7 @@ static char g_query[128];
 static enum prov_resume g_resume = PROV_RESUME_LAST_EVENT_ID;
 static bool g_reconnect = true;
 static int g_specs;                  /* stream_spec calls */
+static int g_spec_fail_at;           /* this stream_spec call fails (0: none) */
 
 /* The relayable events of the server's sequence, as on_event labels them. */
 static const char *const SEQ_LABELS[] = {
@@ -76,6 +77,10 @@ static int ts_spec(prov_target *t, enum prov_stream_kind kind, const char *id,
     (void)kind;
     g_specs++;
     memset(spec, 0, sizeof *spec);
+    if (g_spec_fail_at && g_specs == g_spec_fail_at) {
+        prov_error_set(err, "missing_credentials", 0, false, "the token went away");
+        return -1;
+    }
     if (!id || strcmp(id, "bad") == 0) {
         prov_error_set(err, "invalid_arguments", 0, false, "no such stream id");
         return -1;
@@ -321,6 +326,7 @@ static int setup(void **state)
     g_resume = PROV_RESUME_LAST_EVENT_ID;
     g_reconnect = true;
     g_specs = 0;
+    g_spec_fail_at = 0;
     g_state_news = g_state_frees = 0;
     g_final_parsed = 0;
     g_restored = -1;
@@ -465,7 +471,28 @@ static void test_last_event_id_resume(void **state)
     char *ids = stat_last_ids();
     assert_string_equal(ids, "[null,\"2\",\"4\",\"6\"]");
     free(ids);
-    assert_int_equal(g_specs, 1);
+    assert_int_equal(g_specs, 4); /* the adapter is asked again for every connection */
+    run_free(&r);
+}
+
+/* A reconnect asks the adapter for a fresh spec; when that fails (the
+ * credentials went away), the stream ends with the adapter's error. */
+static void test_reconnect_spec_fails(void **state)
+{
+    env *e = *state;
+    snprintf(g_query, sizeof g_query, "mode=lei&ids=1&per=2");
+    g_spec_fail_at = 2;
+    run r;
+    run_init(&r, e);
+    open_stream(&r, "d1", NULL);
+    wait_done(&r);
+    assert_int_equal(r.ends, 1);
+    assert_true(r.failed);
+    assert_string_equal(r.err.code, "missing_credentials");
+    assert_string_equal(r.err.message, "the token went away");
+    assert_labels(&r, 0, 2); /* the first connection's events */
+    assert_int_equal(g_specs, 2);
+    assert_int_equal(stat_int("connections"), 1);
     run_free(&r);
 }
 
@@ -895,6 +922,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_last_event_id_resume, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reconnect_spec_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_with_ids_detected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_without_ids, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cursor_roundtrip, setup, teardown),
