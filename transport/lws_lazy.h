@@ -53,6 +53,7 @@
     X(is_final_fragment)                 \
     X(is_first_fragment)                 \
     X(remaining_packet_payload)          \
+    X(send_pipe_choked)                  \
     X(set_log_level)                     \
     X(set_timeout)                       \
     X(write)
@@ -98,6 +99,7 @@ void lws_lazy_set_library(const char *soname);
 #define lws_is_final_fragment           lws_lazy.is_final_fragment
 #define lws_is_first_fragment           lws_lazy.is_first_fragment
 #define lws_remaining_packet_payload    lws_lazy.remaining_packet_payload
+#define lws_send_pipe_choked            lws_lazy.send_pipe_choked
 #define lws_set_log_level               lws_lazy.set_log_level
 #define lws_set_timeout                 lws_lazy.set_timeout
 #define lws_write                       lws_lazy.write

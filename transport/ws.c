@@ -2,8 +2,10 @@
  * JSON-RPC message per text frame, one MCP session per connection.
  *
  * Frames are reassembled up to LSN_MAX_BODY (else close 1009); binary frames
- * close with 1003. Outgoing messages queue per connection and go out one
- * lws_write per writeable callback; a client that stops reading while more
+ * close with 1003. Outgoing messages queue per connection; each writeable
+ * callback writes queued messages (one frame each) until the socket would
+ * block or WS_WRITE_BUDGET bytes went out, so a burst of small notifications
+ * does not cost a loop turn each. A client that stops reading while more
  * than LSN_OUT_MAX bytes pile up is disconnected rather than letting memory
  * grow. Closing the connection closes the session, which cancels its running
  * calls and their upstream transfers. */
@@ -13,6 +15,8 @@
 #include "mcp/log.h"
 #include "transport/listener_int.h"
 #include "transport/lws_lazy.h" /* lws_* calls go through the loaded table */
+
+#define WS_WRITE_BUDGET (256 * 1024) /* bytes per writeable callback, at most */
 
 typedef struct wmsg {
     struct wmsg *next;
@@ -141,17 +145,21 @@ static int on_writeable(wconn *c, struct lws *wsi)
 {
     if (c->too_slow)
         return close_with(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION, "client not reading");
-    wmsg *m = c->q_head;
-    if (!m)
-        return 0;
-    c->q_head = m->next;
-    if (!c->q_head)
-        c->q_tail = NULL;
-    c->q_bytes -= m->len;
-    int w = lws_write(wsi, m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT);
-    free(m);
-    if (w < 0)
-        return -1;
+    size_t sent = 0;
+    wmsg *m;
+    /* lws buffers what the kernel did not take and reports the pipe choked
+     * until it went out: stop there and wait for the next callback. */
+    while ((m = c->q_head) && sent < WS_WRITE_BUDGET && !(sent && lws_send_pipe_choked(wsi))) {
+        c->q_head = m->next;
+        if (!c->q_head)
+            c->q_tail = NULL;
+        c->q_bytes -= m->len;
+        sent += m->len;
+        int w = lws_write(wsi, m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT);
+        free(m);
+        if (w < 0)
+            return -1;
+    }
     if (c->q_head)
         lws_callback_on_writable(wsi);
     /* The client reads again: streams paused for it may go on. */
