@@ -318,6 +318,13 @@ json_t *prov_json_parse(const char *body, size_t len)
 
 void prov_network_error(prov_error *e, const prov_target *t, const http_response *res)
 {
+    if (res->lib_missing) {
+        /* Nothing went on the network: no baseUrl hint, and retrying as is
+         * will not help until libcurl is installed. */
+        prov_error_set(e, "internal_error", 0, false, "cannot reach %s: %s",
+                       t->ops->display_name, res->error ? res->error : "libcurl is missing");
+        return;
+    }
     if (tls_failure(res->curl_code)) {
         prov_error_set(e, "tls_error", 0, false,
                        "could not establish a trusted TLS connection to %s%s%s; if it uses a "

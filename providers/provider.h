@@ -235,7 +235,9 @@ struct provider {
                         prov_result_cb cb, void *ud, prov_error *err);
 
     /* Streams: fill the connection spec for `kind` on `id` (id may be NULL
-     * for PROV_STREAM_LOGS on platforms with runtime logs). */
+     * for PROV_STREAM_LOGS on platforms with runtime logs). Called for every
+     * connection of a stream, reconnects included (the spec is not kept), so
+     * it may depend on per-stream state; an error ends the stream. */
     int (*stream_spec)(prov_target *t, enum prov_stream_kind kind, const char *id,
                        prov_stream_spec *spec, prov_error *err);
     /* Per-stream adapter state (may be NULL functions): created at open,

@@ -384,6 +384,16 @@ static void test_network_error(void **state)
     res.error = NULL;
     prov_network_error(&e, &t, &res);
     assert_non_null(strstr(e.message, "could not reach FakeProv;"));
+    /* libcurl missing: nothing reached the network, so no baseUrl hint and
+     * not retryable as is. */
+    http_response nolib = {.status = 0, .lib_missing = true,
+                           .error = "libcurl could not be loaded: libcurl.so.4: cannot open"};
+    prov_network_error(&e, &t, &nolib);
+    assert_string_equal(e.code, "internal_error");
+    assert_false(e.retryable);
+    assert_non_null(strstr(e.message, "FakeProv"));
+    assert_non_null(strstr(e.message, "libcurl could not be loaded"));
+    assert_null(strstr(e.message, "baseUrl"));
 }
 
 /* ------------------------------------------------------ one-shot ops */
