@@ -29,7 +29,12 @@
  * NUL-terminated valid UTF-8 — it all goes into JSON, and jansson drops
  * invalid UTF-8 silently; a log line's text is exactly `len` valid bytes;
  * a state saved by stream_state_save restores without error into a fresh
- * state and says the same about completeness. */
+ * state and says the same about completeness.
+ *
+ * Showly's parser has a fast path (a scanner for the shapes Showly sends)
+ * in front of its jansson path (providers/showly.h): every Showly event is
+ * also parsed by each path alone, and unless the fast one declines, both
+ * must return the same code and emit the same event, byte for byte. */
 #include <curl/curl.h>
 #include <jansson.h>
 #include <stdbool.h>
@@ -40,6 +45,7 @@
 #include "mcp/log.h"
 #include "providers/http.h"
 #include "providers/provider.h"
+#include "providers/showly.h"
 #include "providers/sse.h"
 #include "providers/utf8.h"
 
@@ -166,6 +172,86 @@ static void on_emit(void *ud, const prov_event *ev)
     k->emitted++;
 }
 
+/* ---- Showly: fast path against jansson path ------------------------------ */
+
+typedef struct capbuf {
+    char *p;
+    size_t len, cap;
+} capbuf;
+
+static void cap_put(capbuf *b, const void *s, size_t n)
+{
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 512;
+        while (cap < b->len + n)
+            cap *= 2;
+        b->p = realloc(b->p, cap);
+        if (!b->p)
+            abort();
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
+/* A string (or its absence) as length + bytes: NULs and all compare. */
+static void cap_bytes(capbuf *b, const char *s, size_t n)
+{
+    size_t tag = s ? n : (size_t)-1;
+    cap_put(b, &tag, sizeof tag);
+    if (s)
+        cap_put(b, s, n);
+}
+
+static void cap_str(capbuf *b, const char *s) { cap_bytes(b, s, s ? strlen(s) : 0); }
+
+static void on_capture(void *ud, const prov_event *ev)
+{
+    capbuf *b = ud;
+    int head[3] = {(int)ev->kind, (int)ev->status, ev->detail != NULL};
+    double nums[2] = {ev->progress, ev->total};
+    cap_put(b, head, sizeof head);
+    cap_put(b, nums, sizeof nums);
+    cap_str(b, ev->provider_status);
+    cap_str(b, ev->url);
+    cap_str(b, ev->step);
+    cap_str(b, ev->message);
+    cap_put(b, &ev->nlines, sizeof ev->nlines);
+    for (size_t i = 0; i < ev->nlines; i++) {
+        cap_bytes(b, ev->lines[i].text, ev->lines[i].len);
+        cap_str(b, ev->lines[i].level);
+        cap_str(b, ev->lines[i].ts);
+        cap_str(b, ev->lines[i].source);
+    }
+    if (ev->error) {
+        long status = ev->error->http_status;
+        int retry = ev->error->retryable;
+        cap_put(b, &status, sizeof status);
+        cap_put(b, &retry, sizeof retry);
+        cap_str(b, ev->error->code);
+        cap_str(b, ev->error->message);
+    }
+}
+
+static void compare_showly_paths(const sse_event *ev)
+{
+    capbuf fast = {0}, slow = {0};
+    int rf = showly_event_parse_fast(ev, on_capture, &fast);
+    if (rf == SHOWLY_FAST_DECLINED) {
+        FUZZ_CHECK(fast.len == 0, "showly fast path emitted before declining");
+    } else {
+        int rs = showly_event_parse_slow(ev, on_capture, &slow);
+        FUZZ_CHECK(rf == rs, "showly fast path returned %d, slow path %d, for data \"%.*s\"",
+                   rf, rs, (int)(ev->data_len > 300 ? 300 : ev->data_len), ev->data);
+        FUZZ_CHECK(fast.len == slow.len && (fast.len == 0 || memcmp(fast.p, slow.p, fast.len) == 0),
+                   "showly fast and slow paths emitted different events for a %s event, data "
+                   "\"%.*s\"", ev->type, (int)(ev->data_len > 300 ? 300 : ev->data_len),
+                   ev->data);
+    }
+    free(fast.p);
+    free(slow.p);
+}
+
 /* ---- one stream ----------------------------------------------------------- */
 
 typedef struct stream {
@@ -178,6 +264,8 @@ typedef struct stream {
 
 static void parse_one(stream *s, const sse_event *ev)
 {
+    if (strcmp(s->t->ops->name, "showly") == 0)
+        compare_showly_paths(ev);
     prov_error err;
     memset(&err, 0, sizeof err);
     int r = s->t->ops->stream_parse(s->t, s->state, s->kind, ev, on_emit, &s->sink, &err);

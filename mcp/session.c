@@ -10,19 +10,28 @@
  * responses, including asynchronous ones, and go out as one array. */
 #include "mcp/session.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "mcp/jsonw.h"
 #include "mcp/log.h"
 #include "mcp/server.h"
 #include "tools/gate.h"
+#include "tools/result.h"
 #include "tools/tool.h"
 
 #define MCP_SERVER_NAME "deploy-mcp"
 #define MCP_LATEST_VERSION "2025-11-25"
 #define MCP_BATCH_CUTOFF "2025-06-18" /* batches rejected from this version on */
+
+/* Outgoing messages are written into one buffer per session and handed to
+ * the transport (which copies them). A buffer grown past OUT_KEEP for one
+ * large message is released afterwards; OUT_MAX caps one message. */
+#define OUT_KEEP (256u << 10)
+#define OUT_MAX ((size_t)1 << 30)
 
 static const char *const supported_versions[] = {
     "2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05", NULL,
@@ -65,26 +74,72 @@ struct mcp_session {
     mcp_request *reqs;       /* in-flight requests */
     size_t ninflight;
     size_t nwritable;        /* requests waiting for the transport to drain */
+    jsonw out;               /* the message being written (see out_begin) */
+    bool out_busy;           /* `out` holds a message not yet sent */
 };
 
 /* ---- output ------------------------------------------------------------ */
 
-/* Serializes and sends one message. `related` is the id of the request it
- * belongs to (NULL: none); `is_response` marks that request's last message.
- * Transports without send_related ignore both (stdio, WebSocket). */
+/* A writer for one outgoing message: the session's buffer, or (should a
+ * message be started while another is being written) a fresh one. */
+static jsonw *out_begin(mcp_session *s)
+{
+    jsonw *w = &s->out;
+    if (s->out_busy) {
+        w = malloc(sizeof *w);
+        if (!w)
+            return NULL;
+        jsonw_init(w, OUT_MAX);
+    } else {
+        s->out_busy = true;
+        jsonw_reset(w, OUT_KEEP);
+    }
+    return w;
+}
+
+/* Releases a writer from out_begin without sending it. */
+static void out_drop(mcp_session *s, jsonw *w)
+{
+    if (w == &s->out) {
+        s->out_busy = false;
+        jsonw_reset(w, OUT_KEEP);
+    } else {
+        jsonw_free(w);
+        free(w);
+    }
+}
+
+/* Sends the message in w (from out_begin) and releases w. `related` is the
+ * id of the request it belongs to (NULL: none); `is_response` marks that
+ * request's last message. Transports without send_related ignore both
+ * (stdio, WebSocket). */
+static void out_send(mcp_session *s, jsonw *w, const json_t *related, bool is_response)
+{
+    if (w->failed) {
+        log_error("session: could not serialize an outgoing message");
+    } else {
+        int rc = s->tp->send_related
+                     ? s->tp->send_related(s->io, w->buf, w->len, related, is_response)
+                     : s->tp->send(s->io, w->buf, w->len);
+        if (rc < 0)
+            log_debug("session: %s transport refused a message (peer gone)", s->tp->name);
+    }
+    out_drop(s, w);
+}
+
+/* Serializes and sends one message (see out_send). */
 static void send_msg(mcp_session *s, json_t *msg, json_t *related, bool is_response)
 {
-    char *text = json_dumps(msg, JSON_COMPACT);
-    if (!text) {
+    jsonw *w = out_begin(s);
+    if (!w) {
         log_error("session: could not serialize an outgoing message");
         return;
     }
-    int rc = s->tp->send_related
-                 ? s->tp->send_related(s->io, text, strlen(text), related, is_response)
-                 : s->tp->send(s->io, text, strlen(text));
-    if (rc < 0)
-        log_debug("session: %s transport refused a message (peer gone)", s->tp->name);
-    free(text);
+    if (msg)
+        jsonw_json(w, msg);
+    else
+        w->failed = true;
+    out_send(s, w, related, is_response);
 }
 
 /* Sends a response (a message carrying "id"); routed by that id. */
@@ -203,16 +258,31 @@ bool mcp_req_progress(mcp_request *r, double progress, double total, const char 
         return false;
     r->last_progress = progress;
     r->sent_progress = true;
-    json_t *params = json_pack("{s:O, s:f}", "progressToken", r->progress_token,
-                               "progress", progress);
-    if (total >= 0)
-        json_object_set_new(params, "total", json_real(total));
-    if (message)
-        json_object_set_new(params, "message", json_string(message));
-    json_t *msg = json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0",
-                            "method", "notifications/progress", "params", params);
-    send_msg(r->s, msg, r->id, false);
-    json_decref(msg);
+    /* Written directly; the same text as serializing {jsonrpc, method,
+     * params: {progressToken, progress, total?, message?}}. Like jansson,
+     * a non-finite total and a message that is not valid UTF-8 are left
+     * out, and a non-finite progress cannot be sent. */
+    jsonw *w = isfinite(progress) ? out_begin(r->s) : NULL;
+    if (!w) {
+        log_error("session: could not serialize an outgoing message");
+        return true;
+    }
+    jsonw_lit(w, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":"
+                 "{\"progressToken\":");
+    jsonw_json(w, r->progress_token);
+    jsonw_lit(w, ",\"progress\":");
+    jsonw_real(w, progress);
+    if (total >= 0 && isfinite(total)) {
+        jsonw_lit(w, ",\"total\":");
+        jsonw_real(w, total);
+    }
+    size_t mlen = message ? strlen(message) : 0;
+    if (message && jsonw_utf8_valid(message, mlen)) {
+        jsonw_lit(w, ",\"message\":");
+        jsonw_str(w, message, mlen);
+    }
+    jsonw_lit(w, "}}");
+    out_send(r->s, w, r->id, false);
     return true;
 }
 
@@ -221,19 +291,38 @@ bool mcp_req_log_enabled(const mcp_request *r, enum mcp_level level)
     return level >= r->s->log_level;
 }
 
+jsonw *mcp_req_log_begin(mcp_request *r, enum mcp_level level, const char *logger)
+{
+    /* What json_pack would refuse is not sent (as before). */
+    size_t llen = logger ? strlen(logger) : 0;
+    if (!mcp_req_log_enabled(r, level) || !logger || !jsonw_utf8_valid(logger, llen))
+        return NULL;
+    jsonw *w = out_begin(r->s);
+    if (!w)
+        return NULL;
+    jsonw_lit(w, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":"
+                 "{\"level\":\"");
+    jsonw_raw(w, level_names[level], strlen(level_names[level]));
+    jsonw_lit(w, "\",\"logger\":");
+    jsonw_str(w, logger, llen);
+    jsonw_lit(w, ",\"data\":");
+    return w;
+}
+
+void mcp_req_log_end(mcp_request *r, jsonw *w)
+{
+    jsonw_lit(w, "}}");
+    out_send(r->s, w, r->id, false);
+}
+
 void mcp_req_log(mcp_request *r, enum mcp_level level, const char *logger, json_t *data)
 {
-    if (!mcp_req_log_enabled(r, level)) {
-        json_decref(data);
-        return;
+    jsonw *w = data ? mcp_req_log_begin(r, level, logger) : NULL;
+    if (w) {
+        jsonw_json(w, data);
+        mcp_req_log_end(r, w);
     }
-    json_t *msg = json_pack("{s:s, s:s, s:{s:s, s:s, s:o}}", "jsonrpc", "2.0",
-                            "method", "notifications/message", "params",
-                            "level", level_names[level], "logger", logger, "data", data);
-    if (msg) {
-        send_msg(r->s, msg, r->id, false);
-        json_decref(msg);
-    }
+    json_decref(data);
 }
 
 bool mcp_req_congested(const mcp_request *r)
@@ -314,11 +403,55 @@ void mcp_req_on_cancel(mcp_request *r, void (*cancel)(void *ud), void *ud)
     r->cancel_ud = ud;
 }
 
+/* Sends a tool_result's response with structuredContent serialized once
+ * (tools/result.h): {"jsonrpc":"2.0","id":…,"result":{"content":[{"type":
+ * "text","text":"<escaped s>"}],"structuredContent":<s>,"isError"?}}.
+ * Returns false (nothing sent) when it cannot. */
+static bool finish_spliced(mcp_request *r, json_t *sc, int is_error)
+{
+    jsonw text;
+    jsonw_init(&text, OUT_MAX);
+    jsonw_json(&text, sc);
+    jsonw *w = text.failed ? NULL : out_begin(r->s);
+    if (!w) {
+        jsonw_free(&text);
+        return false;
+    }
+    jsonw_lit(w, "{\"jsonrpc\":\"2.0\",\"id\":");
+    jsonw_json(w, r->id);
+    jsonw_lit(w, ",\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"");
+    jsonw_str_body(w, text.buf, text.len);
+    jsonw_lit(w, "\"}],\"structuredContent\":");
+    jsonw_raw(w, text.buf, text.len);
+    if (is_error >= 0) {
+        if (is_error)
+            jsonw_lit(w, ",\"isError\":true");
+        else
+            jsonw_lit(w, ",\"isError\":false");
+    }
+    jsonw_lit(w, "}}");
+    jsonw_free(&text);
+    if (w->failed) {
+        out_drop(r->s, w); /* the tree path below tries again */
+        return false;
+    }
+    out_send(r->s, w, r->id, true);
+    return true;
+}
+
 void mcp_req_finish(mcp_request *r, json_t *result)
 {
     if (!result)
         result = json_pack("{s:[{s:s, s:s}], s:b}", "content", "type", "text", "text",
                            "internal error: no result", "isError", 1);
+    int is_error = -1;
+    json_t *sc = r->batch ? NULL : tool_result_deferred(result, &is_error);
+    if (sc && finish_spliced(r, sc, is_error)) {
+        json_decref(result);
+        req_end(r, NULL);
+        return;
+    }
+    tool_result_materialize(result);
     req_end(r, make_result(r->id, result));
 }
 
@@ -650,6 +783,7 @@ mcp_session *mcp_session_new(mcp_server *srv, const mcp_transport *tp, void *io)
     s->tp = tp;
     s->io = io;
     s->log_level = MCP_LOG_INFO;
+    jsonw_init(&s->out, OUT_MAX);
     return s;
 }
 
@@ -674,6 +808,7 @@ void mcp_session_close(mcp_session *s)
     if (s->srv->gate)
         gate_session_closed(s->srv->gate, s);
     json_decref(s->client_caps);
+    jsonw_free(&s->out);
     free(s);
 }
 

@@ -125,6 +125,16 @@ bool mcp_req_log_enabled(const mcp_request *r, enum mcp_level level);
  * `data` in every case. */
 void mcp_req_log(mcp_request *r, enum mcp_level level, const char *logger, json_t *data);
 
+/* The same without a jansson tree, for hot paths (tools/relay.c): returns a
+ * writer (mcp/jsonw.h) into which the caller writes exactly one JSON value,
+ * the notification's data, then calls mcp_req_log_end, which sends it. NULL
+ * (and nothing to end) when the level is not enabled, `logger` is not valid
+ * UTF-8, or memory ran out. The text the caller writes is not checked: it
+ * must be one compact JSON value, its strings valid UTF-8. */
+struct jsonw;
+struct jsonw *mcp_req_log_begin(mcp_request *r, enum mcp_level level, const char *logger);
+void mcp_req_log_end(mcp_request *r, struct jsonw *w);
+
 /* Registers the function the session calls if the client cancels the
  * request (notifications/cancelled) or the session closes. It must abort all
  * of the call's work and free the tool's own state; it must not call

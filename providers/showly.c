@@ -6,12 +6,14 @@
  * SSE event per state transition and log batch, closing at a terminal
  * status. Whether it sends ids is undocumented: we use them when present
  * (Last-Event-ID) and skip replayed events by position otherwise. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "mcp/log.h"
 #include "providers/provider.h"
+#include "providers/showly.h"
 #include "providers/utf8.h"
 
 #define SHOWLY_DEFAULT_BASE "https://api.showly.ai"
@@ -490,7 +492,15 @@ static int showly_stream_spec(prov_target *t, enum prov_stream_kind kind, const 
                               prov_stream_spec *spec, prov_error *err)
 {
     (void)kind; /* build logs travel on the events stream */
-    memset(spec, 0, sizeof *spec);
+    /* Every field, but not a memset of the whole ~11 KiB (~11 000
+     * instructions, called more than once per stream started): only
+     * headers[0..nheaders) are read. */
+    spec->url[0] = '\0';
+    spec->nheaders = 0;
+    spec->resume = PROV_RESUME_LAST_EVENT_ID;
+    spec->reconnect = false;
+    spec->ca_file = NULL;
+    spec->first_last_event_id[0] = '\0';
     if (deployment_url(t, spec->url, sizeof spec->url, id, "/events", err) != 0)
         return -1;
     showly_headers h;
@@ -504,20 +514,19 @@ static int showly_stream_spec(prov_target *t, enum prov_stream_kind kind, const 
     return 0;
 }
 
-static void emit_status(const prov_target *t, json_t *d, prov_emit_fn emit, void *sink,
-                        bool *terminal)
+/* ---- events ------------------------------------------------------------- */
+
+/* A status event: {"status", "previewUrl"?, "error"?: {"code", "message"}}.
+ * has_error: "error" is an object (code / message are its string members,
+ * or NULL). */
+static int emit_status_fields(const char *word, const char *url, bool has_error,
+                              const char *code, const char *msg, prov_emit_fn emit, void *sink)
 {
-    (void)t;
-    const char *word = json_string_value(json_object_get(d, "status"));
     prov_status st = prov_status_parse(word);
     prov_error failure = {0};
     prov_event ev = {.kind = PROV_EV_STATUS, .status = st, .provider_status = word,
-                     .url = json_string_value(json_object_get(d, "previewUrl")),
-                     .progress = -1, .total = -1};
-    json_t *err = json_object_get(d, "error");
-    if (json_is_object(err)) {
-        const char *code = json_string_value(json_object_get(err, "code"));
-        const char *msg = json_string_value(json_object_get(err, "message"));
+                     .url = url, .progress = -1, .total = -1};
+    if (has_error) {
         prov_error_set(&failure, code ? code : "build_failed", 0, false, "%s",
                        msg ? msg : "the build failed");
         ev.error = &failure;
@@ -525,8 +534,18 @@ static void emit_status(const prov_target *t, json_t *d, prov_emit_fn emit, void
         prov_error_set(&failure, "build_failed", 0, false, "the Showly build failed");
         ev.error = &failure;
     }
-    *terminal = prov_status_terminal(st);
     emit(sink, &ev);
+    return prov_status_terminal(st) ? PROV_PARSE_END : PROV_PARSE_CONTINUE;
+}
+
+static int emit_status(json_t *d, prov_emit_fn emit, void *sink)
+{
+    json_t *err = json_object_get(d, "error");
+    return emit_status_fields(json_string_value(json_object_get(d, "status")),
+                              json_string_value(json_object_get(d, "previewUrl")),
+                              json_is_object(err),
+                              json_string_value(json_object_get(err, "code")),
+                              json_string_value(json_object_get(err, "message")), emit, sink);
 }
 
 static int emit_logs(json_t *d, prov_emit_fn emit, void *sink)
@@ -570,13 +589,9 @@ static int emit_logs(json_t *d, prov_emit_fn emit, void *sink)
     return k > 0 ? PROV_PARSE_CONTINUE : PROV_PARSE_IGNORED;
 }
 
-static int showly_stream_parse(prov_target *t, void *state, enum prov_stream_kind kind,
-                               const sse_event *ev, prov_emit_fn emit, void *sink,
-                               prov_error *err)
+/* The general path: jansson, with prov_json_parse's repairs. */
+int showly_event_parse_slow(const sse_event *ev, prov_emit_fn emit, void *sink)
 {
-    (void)state;
-    (void)kind;
-    (void)err;
     bool is_status = strcmp(ev->type, "status") == 0;
     bool is_log = strcmp(ev->type, "log") == 0;
     if (!is_status && !is_log)
@@ -587,17 +602,546 @@ static int showly_stream_parse(prov_target *t, void *state, enum prov_stream_kin
         json_decref(d);
         return PROV_PARSE_IGNORED;
     }
-    int r = PROV_PARSE_CONTINUE;
-    if (is_status) {
-        bool terminal = false;
-        emit_status(t, d, emit, sink, &terminal);
-        if (terminal)
-            r = PROV_PARSE_END;
-    } else {
-        r = emit_logs(d, emit, sink);
-    }
+    int r = is_status ? emit_status(d, emit, sink) : emit_logs(d, emit, sink);
     json_decref(d);
     return r;
+}
+
+/* ---- events: the fast path ------------------------------------------------
+ *
+ * jansson reads its input byte by byte (a UTF-8 check and a buffer append
+ * per byte, a malloc per value): ~11 000 instructions for a 60-byte log
+ * event, most of the CPU of a busy relay. Showly's events are flat objects
+ * of strings, plus the "lines" array of strings and the "error" object of
+ * strings. This scanner reads exactly that: runs of plain bytes eight at a
+ * time, escapes decoded only in strings that have a backslash, values that
+ * need no decoding used where they lie in the event's data.
+ *
+ * It declines (SHOWLY_FAST_DECLINED, nothing emitted) whenever it is not
+ * certain to produce what showly_event_parse_slow produces: numbers, values
+ * nested deeper than "lines"/"error" (and objects inside "lines"), a key
+ * that has a backslash, a key of ours twice (jansson keeps the last), more
+ * than SHOWLY_MAX_LINES_PER_EVENT lines, and everything jansson rejects or
+ * prov_json_parse would repair: invalid UTF-8 (Unicode Table 3-7, as
+ * providers/utf8.c and jansson check it), raw control characters in strings,
+ * bad escapes, unpaired surrogate escapes, anything after the object. */
+
+#define FAST_STACK_TEXT 1024  /* decoded strings before the heap is needed */
+#define FAST_STACK_LINES 64
+
+enum fast_key {
+    FK_OTHER,
+    FK_STREAM, FK_LEVEL, FK_LINES,        /* log events */
+    FK_STATUS, FK_PREVIEW, FK_ERROR,      /* status events */
+    FK_CODE, FK_MESSAGE,                  /* inside "error" */
+};
+
+typedef struct fast {
+    const unsigned char *p, *end;
+    size_t data_len;
+    bool is_log;
+    /* decoded strings: the stack block, then one heap block of data_len + 1
+     * bytes (enough for every string of the event with its NUL: a string's
+     * decoded text is never longer than its raw text, and its two quotes
+     * leave room for the terminator) */
+    char stack[FAST_STACK_TEXT];
+    size_t stack_used;
+    char *heap;
+    size_t heap_used;
+    /* "lines" */
+    prov_log_line stack_lines[FAST_STACK_LINES];
+    prov_log_line *lines;
+    size_t nlines, lines_cap;
+    size_t nelems;            /* elements of "lines", strings or not */
+    bool lines_is_array;
+    /* the members we read; NULL when absent or not a string */
+    const char *str[FK_MESSAGE + 1];
+    unsigned seen;            /* bit per fast_key: a repeat declines */
+    bool error_is_object;
+} fast;
+
+static char *fast_alloc(fast *f, size_t n)
+{
+    if (n <= sizeof f->stack - f->stack_used) {
+        char *p = f->stack + f->stack_used;
+        f->stack_used += n;
+        return p;
+    }
+    if (!f->heap && !(f->heap = malloc(f->data_len + 1)))
+        return NULL;
+    if (n > f->data_len + 1 - f->heap_used)
+        return NULL; /* cannot happen (see above); decline rather than overflow */
+    char *p = f->heap + f->heap_used;
+    f->heap_used += n;
+    return p;
+}
+
+#define FAST_ONES UINT64_C(0x0101010101010101)
+#define FAST_HIGHS UINT64_C(0x8080808080808080)
+
+/* Non-zero when one of the 8 bytes of v is '"', '\\', below 0x20 or
+ * non-ASCII: the bytes a string scan must look at. */
+static inline uint64_t fast_special8(uint64_t v)
+{
+    uint64_t ctl = v - FAST_ONES * 0x20;
+    uint64_t quote = (v ^ (FAST_ONES * '"')) - FAST_ONES;
+    uint64_t bslash = (v ^ (FAST_ONES * '\\')) - FAST_ONES;
+    return (((ctl | quote | bslash) & ~v) | v) & FAST_HIGHS;
+}
+
+static int hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* The 4 hex digits at p (end bounds the input); -1 when they are not. */
+static long hex4(const unsigned char *p, const unsigned char *end)
+{
+    if (end - p < 4)
+        return -1;
+    long v = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = hexval(p[i]);
+        if (h < 0)
+            return -1;
+        v = v << 4 | h;
+    }
+    return v;
+}
+
+/* Length of the well-formed UTF-8 sequence at p (p[0] >= 0x80), 0 if none. */
+static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
+{
+    unsigned char b = p[0], lo = 0x80, hi = 0xBF;
+    size_t need;
+    if (b >= 0xC2 && b <= 0xDF) {
+        need = 1;
+    } else if (b >= 0xE0 && b <= 0xEF) {
+        need = 2;
+        if (b == 0xE0)
+            lo = 0xA0;
+        else if (b == 0xED)
+            hi = 0x9F;
+    } else if (b >= 0xF0 && b <= 0xF4) {
+        need = 3;
+        if (b == 0xF0)
+            lo = 0x90;
+        else if (b == 0xF4)
+            hi = 0x8F;
+    } else {
+        return 0;
+    }
+    if ((size_t)(end - p) <= need || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t k = 2; k <= need; k++)
+        if (p[k] < 0x80 || p[k] > 0xBF)
+            return 0;
+    return need + 1;
+}
+
+/* Scans the string starting at f->p (a '"'): checks it as jansson would and
+ * sets *body / *raw_len to the bytes between the quotes and *esc when they
+ * hold a backslash. false declines. */
+static bool scan_string(fast *f, const unsigned char **body, size_t *raw_len, bool *esc)
+{
+    const unsigned char *p = f->p + 1, *end = f->end;
+    *esc = false;
+    for (;;) {
+        while (end - p >= 8) {
+            uint64_t v;
+            memcpy(&v, p, 8);
+            uint64_t m = fast_special8(v);
+            if (m) {
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+                /* The lowest flagged byte is a real one (a false flag can
+                 * only sit above a real one): go straight to it. */
+                p += __builtin_ctzll(m) >> 3;
+#endif
+                break;
+            }
+            p += 8;
+        }
+        if (p >= end)
+            return false;
+        unsigned char c = *p;
+        if (c == '"')
+            break;
+        if (c < 0x20)
+            return false; /* jansson: "control character" */
+        if (c < 0x80 && c != '\\') {
+            p++;
+            continue;
+        }
+        if (c >= 0x80) {
+            size_t n = utf8_seq(p, end);
+            if (!n)
+                return false;
+            p += n;
+            continue;
+        }
+        *esc = true;
+        if (end - p < 2)
+            return false;
+        unsigned char e = p[1];
+        if (e != 'u') {
+            if (!strchr("\"\\/bfnrt", e) || e == '\0')
+                return false;
+            p += 2;
+            continue;
+        }
+        long cp = hex4(p + 2, end);
+        if (cp < 0)
+            return false;
+        p += 6;
+        if (cp >= 0xDC00 && cp <= 0xDFFF)
+            return false; /* a lone low surrogate */
+        if (cp >= 0xD800 && cp <= 0xDBFF) {
+            long lo = end - p >= 6 && p[0] == '\\' && p[1] == 'u' ? hex4(p + 2, end) : -1;
+            if (lo < 0xDC00 || lo > 0xDFFF)
+                return false; /* unpaired high surrogate */
+            p += 6;
+        }
+    }
+    *body = f->p + 1;
+    *raw_len = (size_t)(p - *body);
+    f->p = p + 1;
+    return true;
+}
+
+/* Decodes the escapes of a string body scan_string accepted; returns the
+ * decoded length (<= n). */
+static size_t decode_string(const unsigned char *s, size_t n, char *out)
+{
+    char *o = out;
+    const unsigned char *end = s + n;
+    while (s < end) {
+        const unsigned char *bs = memchr(s, '\\', (size_t)(end - s));
+        size_t run = bs ? (size_t)(bs - s) : (size_t)(end - s);
+        memcpy(o, s, run);
+        o += run;
+        s += run;
+        if (!bs)
+            break;
+        unsigned char e = s[1];
+        s += 2;
+        switch (e) {
+        case 'b': *o++ = '\b'; continue;
+        case 'f': *o++ = '\f'; continue;
+        case 'n': *o++ = '\n'; continue;
+        case 'r': *o++ = '\r'; continue;
+        case 't': *o++ = '\t'; continue;
+        case 'u': break;
+        default: *o++ = (char)e; continue; /* " \ / */
+        }
+        unsigned long cp = (unsigned long)hex4(s, end);
+        s += 4;
+        if (cp >= 0xD800 && cp <= 0xDBFF) {
+            unsigned long lo = (unsigned long)hex4(s + 2, end);
+            s += 6;
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+        }
+        if (cp < 0x80) {
+            *o++ = (char)cp;
+        } else if (cp < 0x800) {
+            *o++ = (char)(0xC0 | cp >> 6);
+            *o++ = (char)(0x80 | (cp & 0x3F));
+        } else if (cp < 0x10000) {
+            *o++ = (char)(0xE0 | cp >> 12);
+            *o++ = (char)(0x80 | (cp >> 6 & 0x3F));
+            *o++ = (char)(0x80 | (cp & 0x3F));
+        } else {
+            *o++ = (char)(0xF0 | cp >> 18);
+            *o++ = (char)(0x80 | (cp >> 12 & 0x3F));
+            *o++ = (char)(0x80 | (cp >> 6 & 0x3F));
+            *o++ = (char)(0x80 | (cp & 0x3F));
+        }
+    }
+    return (size_t)(o - out);
+}
+
+/* Reads the string at f->p. With out == NULL it is only checked; else
+ * *out / *len get its value: where it lies in the data when it needs no
+ * decoding and no terminator, else decoded (and NUL-terminated) into the
+ * scratch space. */
+static bool fast_string(fast *f, bool need_nul, const char **out, size_t *len)
+{
+    const unsigned char *body;
+    size_t raw;
+    bool esc;
+    if (!scan_string(f, &body, &raw, &esc))
+        return false;
+    if (!out)
+        return true;
+    if (!esc && !need_nul) {
+        *out = (const char *)body;
+        *len = raw;
+        return true;
+    }
+    char *dst = fast_alloc(f, raw + 1);
+    if (!dst)
+        return false;
+    size_t n = esc ? decode_string(body, raw, dst) : raw;
+    if (!esc)
+        memcpy(dst, body, raw);
+    dst[n] = '\0';
+    *out = dst;
+    *len = n;
+    return true;
+}
+
+static void fast_ws(fast *f)
+{
+    while (f->p < f->end && (*f->p == ' ' || *f->p == '\n' || *f->p == '\r' || *f->p == '\t'))
+        f->p++;
+}
+
+/* true, false or null at f->p. */
+static bool fast_literal(fast *f)
+{
+    static const char *const words[] = {"null", "true", "false"};
+    for (size_t i = 0; i < 3; i++) {
+        size_t n = strlen(words[i]);
+        if ((size_t)(f->end - f->p) >= n && memcmp(f->p, words[i], n) == 0) {
+            f->p += n;
+            return true;
+        }
+    }
+    return false;
+}
+
+static enum fast_key key_of(const fast *f, const unsigned char *k, size_t n, bool in_error)
+{
+#define KEY_IS(lit) (n == sizeof(lit) - 1 && memcmp(k, lit, n) == 0)
+    if (in_error)
+        return KEY_IS("code") ? FK_CODE : KEY_IS("message") ? FK_MESSAGE : FK_OTHER;
+    if (f->is_log)
+        return KEY_IS("lines")    ? FK_LINES
+               : KEY_IS("stream") ? FK_STREAM
+               : KEY_IS("level")  ? FK_LEVEL
+                                  : FK_OTHER;
+    return KEY_IS("status")       ? FK_STATUS
+           : KEY_IS("previewUrl") ? FK_PREVIEW
+           : KEY_IS("error")      ? FK_ERROR
+                                  : FK_OTHER;
+#undef KEY_IS
+}
+
+static bool push_line(fast *f, const char *text, size_t len)
+{
+    if (f->nlines == f->lines_cap) {
+        size_t cap = f->lines_cap * 4;
+        prov_log_line *nl = f->lines == f->stack_lines ? malloc(cap * sizeof *nl)
+                                                       : realloc(f->lines, cap * sizeof *nl);
+        if (!nl)
+            return false;
+        if (f->lines == f->stack_lines)
+            memcpy(nl, f->stack_lines, sizeof f->stack_lines);
+        f->lines = nl;
+        f->lines_cap = cap;
+    }
+    f->lines[f->nlines++] = (prov_log_line){.text = text, .len = len};
+    return true;
+}
+
+/* A scalar value: a string (its value into *out when out is set) or a
+ * literal (*out = NULL). Numbers and everything else decline. */
+static bool fast_scalar(fast *f, bool need_nul, const char **out, size_t *len)
+{
+    if (f->p < f->end && *f->p == '"')
+        return fast_string(f, need_nul, out, len);
+    if (out)
+        *out = NULL;
+    return fast_literal(f);
+}
+
+/* "lines": an array of scalars; strings are the lines. */
+static bool fast_lines(fast *f)
+{
+    f->p++; /* '[' */
+    f->lines_is_array = true;
+    fast_ws(f);
+    if (f->p < f->end && *f->p == ']') {
+        f->p++;
+        return true;
+    }
+    for (;;) {
+        const char *text;
+        size_t len;
+        if (!fast_scalar(f, false, &text, &len))
+            return false; /* an object line, a number, a nested array... */
+        if (++f->nelems > SHOWLY_MAX_LINES_PER_EVENT)
+            return false;
+        if (text && !push_line(f, text, len))
+            return false;
+        fast_ws(f);
+        if (f->p >= f->end)
+            return false;
+        if (*f->p++ == ']')
+            return true;
+        if (f->p[-1] != ',')
+            return false;
+        fast_ws(f);
+    }
+}
+
+/* An array of scalars we do not read. */
+static bool skip_array(fast *f)
+{
+    f->p++;
+    fast_ws(f);
+    if (f->p < f->end && *f->p == ']') {
+        f->p++;
+        return true;
+    }
+    for (;;) {
+        if (!fast_scalar(f, false, NULL, NULL))
+            return false;
+        fast_ws(f);
+        if (f->p >= f->end)
+            return false;
+        if (*f->p++ == ']')
+            return true;
+        if (f->p[-1] != ',')
+            return false;
+        fast_ws(f);
+    }
+}
+
+static bool fast_object(fast *f, bool top, bool read_error);
+
+/* The value of member `k` (top: a member of the event's object). */
+static bool fast_value(fast *f, enum fast_key k, bool top)
+{
+    if (f->p >= f->end)
+        return false;
+    unsigned char c = *f->p;
+    if (c == '[') {
+        if (!top)
+            return false;
+        return k == FK_LINES ? fast_lines(f) : skip_array(f);
+    }
+    if (c == '{') {
+        if (!top)
+            return false;
+        if (k == FK_ERROR)
+            f->error_is_object = true;
+        return fast_object(f, false, k == FK_ERROR);
+    }
+    size_t len;
+    if (k == FK_OTHER || k == FK_LINES || k == FK_ERROR)
+        return fast_scalar(f, false, NULL, NULL); /* not an array / object: as absent */
+    return fast_scalar(f, true, &f->str[k], &len);
+}
+
+/* An object at f->p: the event (top) or a member's value (scalars only);
+ * read_error: it is "error", whose code and message we keep. */
+static bool fast_object(fast *f, bool top, bool read_error)
+{
+    f->p++; /* '{' */
+    fast_ws(f);
+    if (f->p < f->end && *f->p == '}') {
+        f->p++;
+        return true;
+    }
+    for (;;) {
+        if (f->p >= f->end || *f->p != '"')
+            return false;
+        const unsigned char *key;
+        size_t klen;
+        bool esc;
+        if (!scan_string(f, &key, &klen, &esc) || esc)
+            return false;
+        enum fast_key k = top || read_error ? key_of(f, key, klen, read_error) : FK_OTHER;
+        if (k != FK_OTHER) {
+            if (f->seen & (1u << k))
+                return false; /* jansson keeps the last one: let it */
+            f->seen |= 1u << k;
+        }
+        fast_ws(f);
+        if (f->p >= f->end || *f->p != ':')
+            return false;
+        f->p++;
+        fast_ws(f);
+        if (!fast_value(f, k, top))
+            return false;
+        fast_ws(f);
+        if (f->p >= f->end)
+            return false;
+        if (*f->p++ == '}')
+            return true;
+        if (f->p[-1] != ',')
+            return false;
+        fast_ws(f);
+    }
+}
+
+int showly_event_parse_fast(const sse_event *ev, prov_emit_fn emit, void *sink)
+{
+    bool is_status = strcmp(ev->type, "status") == 0;
+    bool is_log = strcmp(ev->type, "log") == 0;
+    if (!is_status && !is_log)
+        return PROV_PARSE_IGNORED;
+    fast fs, *f = &fs;
+    f->p = (const unsigned char *)ev->data;
+    f->end = f->p + ev->data_len;
+    f->data_len = ev->data_len;
+    f->is_log = is_log;
+    f->stack_used = f->heap_used = 0;
+    f->heap = NULL;
+    f->lines = f->stack_lines;
+    f->lines_cap = FAST_STACK_LINES;
+    f->nlines = f->nelems = 0;
+    f->lines_is_array = false;
+    memset(f->str, 0, sizeof f->str);
+    f->seen = 0;
+    f->error_is_object = false;
+
+    int r = SHOWLY_FAST_DECLINED;
+    fast_ws(f);
+    if (!ev->data || f->p >= f->end || *f->p != '{' || !fast_object(f, true, false))
+        goto out;
+    fast_ws(f);
+    if (f->p != f->end)
+        goto out;
+    if (is_status) {
+        r = emit_status_fields(f->str[FK_STATUS], f->str[FK_PREVIEW], f->error_is_object,
+                               f->str[FK_CODE], f->str[FK_MESSAGE], emit, sink);
+    } else if (f->nlines == 0) {
+        r = PROV_PARSE_IGNORED;
+    } else {
+        const char *level = f->str[FK_LEVEL] ? f->str[FK_LEVEL] : "info";
+        for (size_t i = 0; i < f->nlines; i++) {
+            f->lines[i].level = level;
+            f->lines[i].source = f->str[FK_STREAM];
+        }
+        prov_event e = {.kind = PROV_EV_LOG, .status = PROV_ST_UNKNOWN, .progress = -1,
+                        .total = -1, .lines = f->lines, .nlines = f->nlines};
+        emit(sink, &e);
+        r = PROV_PARSE_CONTINUE;
+    }
+out:
+    if (f->lines != f->stack_lines)
+        free(f->lines);
+    free(f->heap);
+    return r;
+}
+
+static int showly_stream_parse(prov_target *t, void *state, enum prov_stream_kind kind,
+                               const sse_event *ev, prov_emit_fn emit, void *sink,
+                               prov_error *err)
+{
+    (void)t;
+    (void)state;
+    (void)kind;
+    (void)err;
+    int r = showly_event_parse_fast(ev, emit, sink);
+    return r != SHOWLY_FAST_DECLINED ? r : showly_event_parse_slow(ev, emit, sink);
 }
 
 const struct provider prov_showly = {

@@ -7,7 +7,9 @@
 #include <string.h>
 #include <uv.h>
 
+#include "mcp/jsonw.h"
 #include "mcp/server.h"
+#include "providers/utf8.h"
 #include "tools/tool_internal.h"
 
 /* Log line levels as the common event model names them, in severity order. */
@@ -16,10 +18,24 @@ static const char *const level_words[LV_COUNT] = {"debug", "info", "warn", "erro
 static const enum mcp_level level_mcp[LV_COUNT] = {MCP_LOG_DEBUG, MCP_LOG_INFO,
                                                    MCP_LOG_WARNING, MCP_LOG_ERROR};
 
+/* A line waiting for its chunk to be sent: its JSON text (a string (BUILD)
+ * or {ts?,level,text,source?} (TAIL)), already escaped, at [off, off+len)
+ * of the relay's pending buffer. No jansson value per line. */
 typedef struct pending_line {
-    json_t *val;               /* string (BUILD) or {ts?,level,text,source?} (TAIL) */
+    size_t off, len;
     unsigned char level;
 } pending_line;
+
+/* One of the latest lines (BUILD), for lastLines: valid UTF-8, owned; the
+ * buffers are reused as the ring turns. */
+typedef struct last_line {
+    char *text;
+    size_t len, cap;
+} last_line;
+
+/* The pending buffer is kept between chunks up to this size (a relay that
+ * saw one large burst does not hold its memory for the rest of the stream). */
+#define PENDING_KEEP (16u << 10)
 
 struct relay {
     mcp_request *req;          /* NULL once detached */
@@ -51,8 +67,9 @@ struct relay {
 
     pending_line *pending;
     size_t npending, pending_cap, pending_bytes;
+    jsonw ptext;               /* the pending lines' JSON text */
 
-    json_t *last[RELAY_LAST_LINES];   /* ring of the latest lines (BUILD) */
+    last_line last[RELAY_LAST_LINES];  /* ring of the latest lines (BUILD) */
     size_t last_head, last_count;
 
     json_t *kept;              /* TAIL: lines for the result */
@@ -63,13 +80,16 @@ static int parse_level(const char *w)
 {
     if (!w)
         return LV_INFO;
-    if (strcmp(w, "debug") == 0 || strcmp(w, "trace") == 0)
-        return LV_DEBUG;
-    if (strcmp(w, "warn") == 0 || strcmp(w, "warning") == 0)
-        return LV_WARN;
-    if (strcmp(w, "error") == 0 || strcmp(w, "fatal") == 0 || strcmp(w, "critical") == 0)
-        return LV_ERROR;
-    return LV_INFO;
+    /* Called per line: one comparison for the usual words. */
+    switch (w[0]) {
+    case 'd': return strcmp(w, "debug") == 0 ? LV_DEBUG : LV_INFO;
+    case 't': return strcmp(w, "trace") == 0 ? LV_DEBUG : LV_INFO;
+    case 'w': return strcmp(w, "warn") == 0 || strcmp(w, "warning") == 0 ? LV_WARN : LV_INFO;
+    case 'e': return strcmp(w, "error") == 0 ? LV_ERROR : LV_INFO;
+    case 'f': return strcmp(w, "fatal") == 0 ? LV_ERROR : LV_INFO;
+    case 'c': return strcmp(w, "critical") == 0 ? LV_ERROR : LV_INFO;
+    default: return LV_INFO;
+    }
 }
 
 static void set_str(char **dst, const char *src)
@@ -106,6 +126,7 @@ relay *relay_new(mcp_request *req, const char *target_name, const relay_opts *o)
     }
     if (o->mode == RELAY_TAIL)
         r->kept = json_array();
+    jsonw_init(&r->ptext, 0);
     if (!r->logger || (o->deployment_id && !r->deployment_id) ||
         (o->filter && *o->filter && !r->filter) || (o->mode == RELAY_TAIL && !r->kept)) {
         free(r->logger);
@@ -211,10 +232,9 @@ static void describe(const relay *r, const prov_event *ev, char *buf, size_t cap
 
 static void pending_clear(relay *r)
 {
-    for (size_t i = 0; i < r->npending; i++)
-        json_decref(r->pending[i].val);
     r->npending = 0;
     r->pending_bytes = 0;
+    jsonw_reset(&r->ptext, PENDING_KEEP);
     uv_timer_stop(&r->timer);
 }
 
@@ -230,20 +250,25 @@ void relay_flush(relay *r)
         unsigned char lv = r->pending[i].level;
         while (j < n && r->pending[j].level == lv)
             j++;
-        if (mcp_req_log_enabled(r->req, level_mcp[lv])) {
-            json_t *lines = json_array();
-            for (size_t k = i; k < j && lines; k++)
-                json_array_append(lines, r->pending[k].val);
-            json_t *data = json_object();
-            if (data && lines) {
-                if (r->mode == RELAY_BUILD && r->deployment_id)
-                    json_object_set_new(data, "deploymentId", json_string(r->deployment_id));
-                json_object_set_new(data, "lines", lines);
-                mcp_req_log(r->req, level_mcp[lv], r->logger, data);
-            } else {
-                json_decref(lines);
-                json_decref(data);
+        /* data: {deploymentId?, lines:[...]}, written from the lines'
+         * stored JSON text. */
+        jsonw *w = mcp_req_log_begin(r->req, level_mcp[lv], r->logger);
+        if (w) {
+            jsonw_char(w, '{');
+            if (r->mode == RELAY_BUILD && r->deployment_id &&
+                jsonw_utf8_valid(r->deployment_id, strlen(r->deployment_id))) {
+                jsonw_lit(w, "\"deploymentId\":");
+                jsonw_cstr(w, r->deployment_id);
+                jsonw_char(w, ',');
             }
+            jsonw_lit(w, "\"lines\":[");
+            for (size_t k = i; k < j; k++) {
+                if (k > i)
+                    jsonw_char(w, ',');
+                jsonw_raw(w, r->ptext.buf + r->pending[k].off, r->pending[k].len);
+            }
+            jsonw_lit(w, "]}");
+            mcp_req_log_end(r->req, w);
         }
         i = j;
     }
@@ -261,21 +286,24 @@ static void on_chunk_timer(uv_timer_t *t)
     relay_flush(r);
 }
 
-static void pending_push(relay *r, json_t *val, int level, size_t bytes)
+/* Queues the line whose JSON text was just written to r->ptext from `off`. */
+static void pending_push(relay *r, size_t off, int level, size_t bytes)
 {
-    if (r->npending == r->pending_cap) {
+    if (r->npending == r->pending_cap || r->ptext.failed) {
         size_t cap = r->pending_cap ? r->pending_cap * 2 : 64;
-        pending_line *p = realloc(r->pending, cap * sizeof *p);
+        pending_line *p = r->ptext.failed ? NULL : realloc(r->pending, cap * sizeof *p);
         if (!p) {
             /* Out of memory: send what we have rather than lose order. */
-            json_decref(val);
+            r->ptext.failed = false;
+            r->ptext.len = off;
             relay_flush(r);
             return;
         }
         r->pending = p;
         r->pending_cap = cap;
     }
-    r->pending[r->npending].val = val;
+    r->pending[r->npending].off = off;
+    r->pending[r->npending].len = r->ptext.len - off;
     r->pending[r->npending].level = (unsigned char)level;
     r->npending++;
     r->pending_bytes += bytes;
@@ -285,17 +313,47 @@ static void pending_push(relay *r, json_t *val, int level, size_t bytes)
         relay_flush(r);
 }
 
-static void keep_last(relay *r, json_t *s)
+static void keep_last(relay *r, const char *text, size_t len)
 {
     size_t slot = (r->last_head + r->last_count) % RELAY_LAST_LINES;
     if (r->last_count == RELAY_LAST_LINES) {
-        json_decref(r->last[r->last_head]);
+        slot = r->last_head;
         r->last_head = (r->last_head + 1) % RELAY_LAST_LINES;
-        slot = (r->last_head + RELAY_LAST_LINES - 1) % RELAY_LAST_LINES;
     } else {
         r->last_count++;
     }
-    r->last[slot] = json_incref(s);
+    last_line *l = &r->last[slot];
+    if (len + 1 > l->cap || l->cap > 4 * (len + 64)) {
+        char *b = malloc(len + 1);
+        if (!b) {
+            l->len = 0; /* keeps the ring's order; the line reads as "" */
+            if (l->text)
+                l->text[0] = '\0';
+            return;
+        }
+        free(l->text);
+        l->text = b;
+        l->cap = len + 1;
+    }
+    memcpy(l->text, text, len);
+    l->text[len] = '\0';
+    l->len = len;
+}
+
+/* text[0..len) as valid UTF-8: itself, or a repaired copy in *fixed (the
+ * caller frees it), as tool_json_text repairs. NULL text reads as "". NULL
+ * when out of memory. */
+static const char *valid_text(const char *text, size_t *len, char **fixed)
+{
+    *fixed = NULL;
+    if (!text) {
+        *len = 0;
+        return "";
+    }
+    if (jsonw_utf8_valid(text, *len))
+        return text;
+    *fixed = utf8_repair(text, *len, len);
+    return *fixed;
 }
 
 /* memmem is a GNU extension; this is the portable equivalent. */
@@ -317,32 +375,69 @@ static bool contains(const char *hay, size_t hlen, const char *needle, size_t nl
 static void relay_line(relay *r, const prov_log_line *l)
 {
     int level = parse_level(l->level);
+    size_t off = r->ptext.len;
+    char *fixed;
     if (r->mode == RELAY_BUILD) {
-        json_t *s = tool_json_text(l->text, l->len);
-        if (!s)
+        size_t len = l->len;
+        const char *text = valid_text(l->text, &len, &fixed);
+        if (!text)
             return;
-        keep_last(r, s);
-        pending_push(r, s, level, l->len);
+        keep_last(r, text, len);
+        jsonw_str(&r->ptext, text, len);
+        free(fixed);
+        pending_push(r, off, level, l->len);
         return;
     }
     if (level < r->min_level)
         return;
     if (r->filter && !contains(l->text, l->len, r->filter, r->filter_len))
         return;
-    json_t *o = json_object();
-    if (!o)
-        return;
-    if (l->ts && *l->ts)
-        json_object_set_new(o, "ts", tool_json_text(l->ts, strlen(l->ts)));
-    json_object_set_new(o, "level", json_string(level_words[level]));
-    json_object_set_new(o, "text", tool_json_text(l->text, l->len));
-    if (l->source && *l->source)
-        json_object_set_new(o, "source", tool_json_text(l->source, strlen(l->source)));
-    if (json_array_size(r->kept) < r->max_lines)
-        json_array_append(r->kept, o);
-    else
+    /* {ts?, level, text, source?}: as JSON text for the notification, and
+     * as a jansson object only when the result keeps it. */
+    char *fixed_ts = NULL, *fixed_src = NULL;
+    size_t tlen = l->len, tslen = l->ts ? strlen(l->ts) : 0;
+    size_t srclen = l->source ? strlen(l->source) : 0;
+    const char *text = valid_text(l->text, &tlen, &fixed);
+    const char *ts = l->ts && *l->ts ? valid_text(l->ts, &tslen, &fixed_ts) : NULL;
+    const char *src = l->source && *l->source ? valid_text(l->source, &srclen, &fixed_src)
+                                              : NULL;
+    if (json_array_size(r->kept) < r->max_lines) {
+        json_t *o = json_object();
+        if (o) {
+            if (ts)
+                json_object_set_new(o, "ts", json_stringn_nocheck(ts, tslen));
+            json_object_set_new(o, "level", json_string(level_words[level]));
+            if (text)
+                json_object_set_new(o, "text", json_stringn_nocheck(text, tlen));
+            if (src)
+                json_object_set_new(o, "source", json_stringn_nocheck(src, srclen));
+            json_array_append_new(r->kept, o);
+        }
+    } else {
         r->dropped++;
-    pending_push(r, o, level, l->len);
+    }
+    jsonw *w = &r->ptext;
+    jsonw_char(w, '{');
+    if (ts) {
+        jsonw_lit(w, "\"ts\":");
+        jsonw_str(w, ts, tslen);
+        jsonw_char(w, ',');
+    }
+    jsonw_lit(w, "\"level\":");
+    jsonw_cstr(w, level_words[level]);
+    if (text) {
+        jsonw_lit(w, ",\"text\":");
+        jsonw_str(w, text, tlen);
+    }
+    if (src) {
+        jsonw_lit(w, ",\"source\":");
+        jsonw_str(w, src, srclen);
+    }
+    jsonw_char(w, '}');
+    free(fixed);
+    free(fixed_ts);
+    free(fixed_src);
+    pending_push(r, off, level, l->len);
 }
 
 /* ---- events ------------------------------------------------------------- */
@@ -443,8 +538,9 @@ static void on_timer_closed(uv_handle_t *h)
     relay *r = h->data;
     pending_clear(r);
     free(r->pending);
-    for (size_t i = 0; i < r->last_count; i++)
-        json_decref(r->last[(r->last_head + i) % RELAY_LAST_LINES]);
+    jsonw_free(&r->ptext);
+    for (size_t i = 0; i < RELAY_LAST_LINES; i++)
+        free(r->last[i].text);
     json_decref(r->kept);
     free(r->logger);
     free(r->deployment_id);
@@ -541,8 +637,10 @@ json_t *relay_stream_summary(const relay *r, const char *cursor, uint64_t durati
         json_decref(last);
         return NULL;
     }
-    for (size_t i = 0; i < r->last_count; i++)
-        json_array_append(last, r->last[(r->last_head + i) % RELAY_LAST_LINES]);
+    for (size_t i = 0; i < r->last_count; i++) {
+        const last_line *l = &r->last[(r->last_head + i) % RELAY_LAST_LINES];
+        json_array_append_new(last, json_stringn_nocheck(l->text ? l->text : "", l->len));
+    }
     json_object_set_new(sc, "deploymentId",
                         r->deployment_id ? json_string(r->deployment_id) : json_null());
     json_object_set_new(sc, "status", json_string(prov_status_name(r->status)));

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tools/result.h"
 #include "tools/tool.h"
 
 /* The advice appended to every error text: the one thing a model most needs
@@ -26,18 +27,76 @@ static json_t *text_block(const char *text)
     return json_pack("{s:s, s:o}", "type", "text", "text", s);
 }
 
+/* The text of a tool_result block until it is sent (tools/result.h): one
+ * string whose identity (not its value) marks the block. Created on first
+ * use, never freed (a still-reachable global, not a leak). */
+static json_t *placeholder;
+
+static json_t *placeholder_text(void)
+{
+    if (!placeholder)
+        placeholder = json_string("");
+    return placeholder;
+}
+
 json_t *tool_result(json_t *sc)
 {
     if (!sc)
         return NULL;
-    char *text = json_dumps(sc, JSON_COMPACT | JSON_ENCODE_ANY);
-    json_t *block = text ? text_block(text) : NULL;
-    free(text);
+    json_t *ph = placeholder_text();
+    json_t *block = ph ? json_pack("{s:s, s:O}", "type", "text", "text", ph) : NULL;
     json_t *res = block ? json_pack("{s:[o], s:o}", "content", block, "structuredContent", sc)
                         : NULL;
     if (!res && !block)
         json_decref(sc);
     return res;
+}
+
+json_t *tool_result_deferred(json_t *result, int *is_error)
+{
+    if (!placeholder || !json_is_object(result))
+        return NULL;
+    size_t n = json_object_size(result);
+    json_t *content = json_object_get(result, "content");
+    json_t *sc = json_object_get(result, "structuredContent");
+    json_t *err = json_object_get(result, "isError");
+    if (!sc || json_array_size(content) != 1 || n != (err ? 3u : 2u) ||
+        (err && !json_is_boolean(err)))
+        return NULL;
+    json_t *block = json_array_get(content, 0);
+    json_t *type = json_object_get(block, "type");
+    if (json_object_size(block) != 2 || json_object_get(block, "text") != placeholder ||
+        !json_is_string(type) || strcmp(json_string_value(type), "text") != 0)
+        return NULL;
+    *is_error = err ? json_is_true(err) : -1;
+    return sc;
+}
+
+int tool_result_materialize(json_t *result)
+{
+    json_t *content = json_object_get(result, "content");
+    if (!placeholder || !json_is_array(content))
+        return 0;
+    int rc = 0;
+    char *text = NULL;
+    size_t i;
+    json_t *block;
+    json_array_foreach(content, i, block) {
+        if (json_object_get(block, "text") != placeholder)
+            continue;
+        if (!text) {
+            json_t *sc = json_object_get(result, "structuredContent");
+            text = sc ? json_dumps(sc, JSON_COMPACT | JSON_ENCODE_ANY) : strdup("");
+        }
+        json_t *s = text ? json_string(text) : NULL;
+        if (!s) {
+            s = json_string("(unprintable)");
+            rc = -1;
+        }
+        json_object_set_new(block, "text", s);
+    }
+    free(text);
+    return rc;
 }
 
 json_t *tool_error_result(const char *provider, const prov_error *e)

@@ -12,6 +12,13 @@
 
 #define STDIO_READ_CHUNK (64u << 10)
 
+/* Messages handled per loop iteration. A read can bring a thousand
+ * tools/call lines at once; handling them all in one callback would hold up
+ * everything else the loop serves (upstream data, writes, timers) for
+ * hundreds of milliseconds. The rest of the read waits, in order, for the
+ * next iteration (consume_idle); stdin is not read meanwhile. */
+#define STDIO_MSGS_PER_TURN 16
+
 typedef union stdio_stream {
     uv_handle_t handle;
     uv_stream_t stream;
@@ -36,6 +43,11 @@ struct stdio_transport {
     size_t line_len, line_cap;
     bool discarding;            /* skipping the rest of an oversized line */
     bool eof_reported;
+    char *rest;                 /* a read whose bytes from rest_off on are not yet */
+    size_t rest_off, rest_len;  /* consumed (STDIO_MSGS_PER_TURN); NULL: none */
+    bool rest_owned;            /* rest is a stream read buffer to free (else fbuf) */
+    uv_idle_t consume_idle;     /* consumes `rest` on the next iterations */
+    bool consume_scheduled;
 
     /* output */
     bool out_is_file;
@@ -51,7 +63,8 @@ struct stdio_transport {
     size_t inflight_bytes;
     bool out_dead;
     bool warned_high_water;
-    uv_idle_t flush_idle;
+    uv_idle_t flush_idle;       /* keeps the loop from blocking until flush_check */
+    uv_check_t flush_check;     /* writes what this iteration queued */
     bool flush_scheduled;
 
     bool stopping;
@@ -64,6 +77,8 @@ static void maybe_free(stdio_transport *t)
     if (!t->stopping || t->open_handles > 0 || t->in_req_busy || t->writing ||
         t->shutdown_pending)
         return;
+    if (t->rest_owned)
+        free(t->rest);
     free(t->fbuf);
     free(t->line);
     free(t->q);
@@ -168,8 +183,14 @@ static void flush(stdio_transport *t)
 
 static void on_flush_idle(uv_idle_t *h)
 {
+    (void)h; /* only there so that the poll that follows does not block */
+}
+
+static void on_flush_check(uv_check_t *h)
+{
     stdio_transport *t = h->data;
-    uv_idle_stop(h);
+    uv_check_stop(h);
+    uv_idle_stop(&t->flush_idle);
     t->flush_scheduled = false;
     flush(t);
 }
@@ -201,10 +222,15 @@ static int stdio_send(void *io, const char *msg, size_t len)
         t->warned_high_water = false;
     }
     if (!t->flush_scheduled) {
-        /* An active idle handle makes the loop poll without blocking, so the
-         * flush runs in this same loop iteration. */
+        /* The write goes out at the end of this loop iteration (check
+         * phase, right after the I/O callbacks): one write for everything
+         * the iteration produced, and a response does not wait for the
+         * next iteration's timers. An active idle handle makes the loop
+         * poll without blocking, so a message queued before the poll (by
+         * a timer) does not wait for the poll's timeout. */
         t->flush_scheduled = true;
         uv_idle_start(&t->flush_idle, on_flush_idle);
+        uv_check_start(&t->flush_check, on_flush_check);
     }
     return 0;
 }
@@ -251,7 +277,8 @@ static void report_eof(stdio_transport *t)
         t->on_eof(t->ud);
 }
 
-static void handle_line(stdio_transport *t, const char *p, size_t n)
+/* Returns true when the line was a message (not blank). */
+static bool handle_line(stdio_transport *t, const char *p, size_t n)
 {
     if (n > 0 && p[n - 1] == '\r')
         n--;
@@ -260,30 +287,43 @@ static void handle_line(stdio_transport *t, const char *p, size_t n)
     while (i < n && (p[i] == ' ' || p[i] == '\t'))
         i++;
     if (i == n)
-        return;
+        return false;
     mcp_session_handle(t->session, p, n);
+    return true;
 }
 
-static void consume(stdio_transport *t, const char *buf, size_t len)
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_stream_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+
+/* Splits buf into lines and handles them, at most `budget` messages; returns
+ * the number of bytes consumed (len unless the budget ran out). */
+static size_t consume(stdio_transport *t, const char *buf, size_t len, unsigned budget)
 {
+    const char *start = buf;
     while (len > 0 && !t->stopping) {
+        if (budget == 0)
+            break;
         const char *nl = memchr(buf, '\n', len);
         size_t take = nl ? (size_t)(nl - buf) : len;
         if (t->discarding) {
             if (nl) {
                 t->discarding = false;
+                budget--;
                 mcp_session_reject(t->session, RPC_INVALID_REQUEST,
                                    "message too large: a line may hold at most 4 MiB");
             }
         } else if (t->line_len + take > MCP_MAX_MESSAGE_BYTES) {
             t->line_len = 0;
-            if (nl)
+            if (nl) {
+                budget--;
                 mcp_session_reject(t->session, RPC_INVALID_REQUEST,
                                    "message too large: a line may hold at most 4 MiB");
-            else
+            } else {
                 t->discarding = true;
+            }
         } else if (nl && t->line_len == 0) {
-            handle_line(t, buf, take); /* whole line in this chunk: no copy */
+            if (handle_line(t, buf, take)) /* whole line in this chunk: no copy */
+                budget--;
         } else {
             if (t->line_len + take > t->line_cap) {
                 size_t cap = t->line_cap ? t->line_cap : 4096;
@@ -304,15 +344,92 @@ static void consume(stdio_transport *t, const char *buf, size_t len)
             if (nl) {
                 size_t n = t->line_len;
                 t->line_len = 0;
-                handle_line(t, t->line, n);
+                if (handle_line(t, t->line, n))
+                    budget--;
             }
         }
     next:
-        if (!nl)
+        if (!nl) {
+            buf += len;
             break;
+        }
         len -= take + 1;
         buf = nl + 1;
     }
+    return (size_t)(buf - start);
+}
+
+static void start_file_read(stdio_transport *t);
+
+/* Reading resumes once a read is consumed entirely. */
+static void resume_reading(stdio_transport *t)
+{
+    if (t->stopping || t->eof_reported)
+        return;
+    if (t->in_is_file)
+        start_file_read(t);
+    else if (t->in_open)
+        uv_read_start(&t->in.stream, on_alloc, on_stream_read);
+}
+
+static void release_rest(stdio_transport *t)
+{
+    if (t->rest_owned)
+        free(t->rest);
+    t->rest = NULL;
+    t->rest_off = t->rest_len = 0;
+    t->rest_owned = false;
+}
+
+/* Handles up to STDIO_MSGS_PER_TURN messages of `rest`. Returns true when
+ * it is all consumed (or the transport stops). */
+static bool consume_rest(stdio_transport *t)
+{
+    size_t left = t->rest_len - t->rest_off;
+    size_t used = consume(t, t->rest + t->rest_off, left, STDIO_MSGS_PER_TURN);
+    if (t->stopping || used >= left) {
+        release_rest(t);
+        return true;
+    }
+    t->rest_off += used;
+    return false;
+}
+
+static void on_consume_idle(uv_idle_t *h)
+{
+    stdio_transport *t = h->data;
+    if (t->stopping || !t->rest) {
+        uv_idle_stop(h);
+        t->consume_scheduled = false;
+        return;
+    }
+    if (!consume_rest(t))
+        return; /* more next iteration */
+    uv_idle_stop(h);
+    t->consume_scheduled = false;
+    resume_reading(t);
+}
+
+/* Takes a read's bytes: handles the first messages now, the rest from
+ * consume_idle, with reading paused until all are handled. Returns true
+ * when everything was consumed now (the caller may read on). */
+static bool take_read(stdio_transport *t, char *data, size_t len, bool owned)
+{
+    t->rest = data;
+    t->rest_off = 0;
+    t->rest_len = len;
+    t->rest_owned = owned;
+    if (consume_rest(t))
+        return true;
+    /* The rest waits: stop reading so that order is kept (and stdin's
+     * pipe pushes back on the client meanwhile). */
+    if (!t->in_is_file && t->in_open)
+        uv_read_stop(&t->in.stream);
+    if (!t->consume_scheduled) {
+        t->consume_scheduled = true;
+        uv_idle_start(&t->consume_idle, on_consume_idle);
+    }
+    return false;
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -326,8 +443,14 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void on_stream_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     stdio_transport *t = st->data;
-    if (nread > 0)
-        consume(t, buf->base, (size_t)nread);
+    if (nread > 0) {
+        if (t->stopping) {
+            free(buf->base);
+            return;
+        }
+        take_read(t, buf->base, (size_t)nread, true); /* owns buf->base now */
+        return;
+    }
     free(buf->base);
     if (nread < 0) {
         if (nread != UV_EOF)
@@ -336,8 +459,6 @@ static void on_stream_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         report_eof(t);
     }
 }
-
-static void start_file_read(stdio_transport *t);
 
 static void on_file_read(uv_fs_t *req)
 {
@@ -350,8 +471,8 @@ static void on_file_read(uv_fs_t *req)
         return;
     }
     if (r > 0) {
-        consume(t, t->fbuf, (size_t)r);
-        start_file_read(t);
+        if (take_read(t, t->fbuf, (size_t)r, false))
+            start_file_read(t);
         return;
     }
     if (r < 0)
@@ -404,6 +525,10 @@ stdio_transport *stdio_start(mcp_server *srv, void (*on_eof)(void *ud), void *ud
     t->ud = ud;
     uv_idle_init(srv->loop, &t->flush_idle);
     t->flush_idle.data = t;
+    uv_check_init(srv->loop, &t->flush_check);
+    t->flush_check.data = t;
+    uv_idle_init(srv->loop, &t->consume_idle);
+    t->consume_idle.data = t;
 
     int rc = open_stream(srv->loop, STDOUT_FILENO, &t->out, false);
     t->out_is_file = rc != 0;
@@ -450,6 +575,8 @@ void stdio_stop(stdio_transport *t)
         uv_cancel((uv_req_t *)&t->in_req);
     }
     close_handle(t, (uv_handle_t *)&t->flush_idle);
+    close_handle(t, (uv_handle_t *)&t->flush_check);
+    close_handle(t, (uv_handle_t *)&t->consume_idle);
     flush(t);
     if (!t->writing)
         finish_output(t);

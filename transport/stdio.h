@@ -3,7 +3,10 @@
  * Reads stdin without blocking the loop (pipe or tty through a uv stream; a
  * regular file through uv_fs_read, since uv_pipe_open aborts on files), splits
  * lines with a hard cap (an oversized line is answered with an error and
- * skipped), and hands each line to one MCP session. Outgoing messages from one
+ * skipped), and hands each line to one MCP session: at most 16 per loop turn,
+ * so that a burst of requests read at once does not hold up the rest of the
+ * loop (stdin is not read again until the read's last message is handled, so
+ * order is kept and end of input comes after it). Outgoing messages from one
  * loop turn are batched into a single write. Nothing but MCP goes to stdout. */
 #ifndef DEPLOY_MCP_STDIO_H
 #define DEPLOY_MCP_STDIO_H

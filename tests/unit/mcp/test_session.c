@@ -22,7 +22,10 @@
 #include <string.h>
 #include <uv.h>
 
+#include <math.h>
+
 #include "mcp/config.h"
+#include "mcp/jsonw.h"
 #include "mcp/server.h"
 #include "mcp/session.h"
 #include "providers/provider.h"
@@ -58,7 +61,7 @@ static json_t *deployment(const prov_target *t, const char *id)
 static prov_op *fake_get(prov_target *t, const char *id, prov_result_cb cb, void *ud,
                          prov_error *err)
 {
-    if (strcmp(id, "now") == 0) {
+    if (strncmp(id, "now", 3) == 0) {
         prov_op *op = prov_op_new(t, cb, ud, NULL, NULL);
         prov_op_succeed_later(op, deployment(t, id));
         return op;
@@ -105,6 +108,7 @@ typedef struct env {
     prov_target target;
     mcp_session *session;
     json_t *out;               /* every message the session sent, in order */
+    json_t *raw;               /* the same, as the bytes sent (JSON strings) */
     size_t raw_sends;
 } env;
 
@@ -113,9 +117,12 @@ static int capture(void *io, const char *msg, size_t len)
     env *e = io;
     e->raw_sends++;
     assert_true(len > 0 && msg[len - 1] != '\n');
-    json_t *j = json_loadb(msg, len, 0, NULL);
+    json_t *j = json_loadb(msg, len, JSON_ALLOW_NUL, NULL);
     assert_non_null(j);
     json_array_append_new(e->out, j);
+    json_t *raw = json_stringn(msg, len);
+    assert_non_null(raw);    /* valid UTF-8 */
+    json_array_append_new(e->raw, raw);
     return 0;
 }
 
@@ -164,6 +171,7 @@ static int setup(void **state)
     e->srv.ntargets = 1;
     e->srv.tools_page_size = 100;
     e->out = json_array();
+    e->raw = json_array();
     memset(g_hang, 0, sizeof g_hang);
     g_nhang = 0;
     g_ops_freed = 0;
@@ -184,6 +192,7 @@ static int teardown(void **state)
         assert_null(g_hang[i].op);
     cfg_free(e->config);
     json_decref(e->out);
+    json_decref(e->raw);
     free(e);
     return 0;
 }
@@ -1180,6 +1189,210 @@ static void test_log_level_per_session(void **state)
     mcp_session_close(first);
 }
 
+
+/* ------------------------------------- bytes written without jansson trees */
+
+/* The raw bytes of the i-th message sent equal `want` (NUL-terminated). */
+static void assert_raw(env *e, size_t i, const char *want, const char *what)
+{
+    json_t *raw = json_array_get(e->raw, i);
+    assert_non_null(raw);
+    if (json_string_length(raw) != strlen(want) ||
+        memcmp(json_string_value(raw), want, strlen(want)) != 0)
+        fail_msg("%s:\n  sent %s\n  want %s", what, json_string_value(raw), want);
+}
+
+/* Progress notifications are written directly: the same bytes as the
+ * jansson tree they replace, jansson's omissions included. */
+static void test_progress_bytes(void **state)
+{
+    env *e = *state;
+    initialize(e, "2025-11-25");
+    json_array_clear(e->raw);
+    call_tool(e, "1", "get_deployment", "{\"deploymentId\":\"hang\"}",
+              "{\"progressToken\":\"t\\\"ok\\u00e9\\n\"}");
+    call_tool(e, "2", "get_deployment", "{\"deploymentId\":\"hang\"}",
+              "{\"progressToken\":-9007199254740993}");
+    mcp_request *r1 = hang_request(0), *r2 = hang_request(1);
+    static const struct {
+        double p, total;
+        const char *msg;
+    } steps[] = {
+        {0, -1, "first"}, {1e-7, 100, "tiny"}, {0.1, -1, NULL}, {2.25, 10.5, "a \"quoted\" \\ msg\n\t\x01"},
+        {52, -1, "log \xc2\xb7 12 lines"}, {123456789.123, -1, "bad utf-8 \xff is left out"},
+        {1e21, INFINITY, "inf total is left out"}, {1e22, NAN, "so is NaN"},
+        {1.7976931348623157e308, 0, ""},
+    };
+    size_t n = sizeof steps / sizeof steps[0];
+    for (int k = 0; k < 2; k++) {
+        mcp_request *r = k ? r2 : r1;
+        for (size_t i = 0; i < n; i++)
+            assert_true(mcp_req_progress(r, steps[i].p, steps[i].total, steps[i].msg));
+    }
+    assert_int_equal(json_array_size(e->raw), 2 * n);
+    for (int k = 0; k < 2; k++) {
+        json_t *tok = k ? json_integer(-9007199254740993LL) : json_string("t\"ok\xc3\xa9\n");
+        for (size_t i = 0; i < n; i++) {
+            /* what session.c built with jansson before */
+            json_t *params = json_pack("{s:O, s:f}", "progressToken", tok, "progress",
+                                       steps[i].p);
+            if (steps[i].total >= 0)
+                json_object_set_new(params, "total", json_real(steps[i].total));
+            if (steps[i].msg)
+                json_object_set_new(params, "message", json_string(steps[i].msg));
+            json_t *msg = json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0", "method",
+                                    "notifications/progress", "params", params);
+            char *want = json_dumps(msg, JSON_COMPACT);
+            assert_non_null(want);
+            assert_raw(e, k * n + i, want, "progress");
+            free(want);
+            json_decref(msg);
+        }
+        json_decref(tok);
+    }
+    /* A progress value jansson cannot hold is not sent (and counts as sent). */
+    json_array_clear(e->raw);
+    json_array_clear(e->out);
+    assert_true(mcp_req_progress(r1, INFINITY, -1, "inf"));
+    assert_int_equal(nout(e), 0);
+    finish_hang(0);
+    finish_hang(1);
+}
+
+/* notifications/message through the writer (mcp_req_log_begin / _end) and
+ * through mcp_req_log: the bytes jansson wrote for the same tree. */
+static void test_log_bytes(void **state)
+{
+    env *e = *state;
+    initialize(e, "2025-11-25");
+    call_tool(e, "1", "get_deployment", "{\"deploymentId\":\"hang\"}", NULL);
+    mcp_request *r = hang_request(0);
+    json_array_clear(e->raw);
+    const char *logger = "deploy-mcp/we\"b\xc3\xa9";
+    json_t *data = json_pack("{s:s, s:[s, s, s#]}", "deploymentId", "dep\\1", "lines",
+                             "plain", "ctl \x01\x1f\x7f \"q\" \\ / \xe2\x80\xa8",
+                             "nul\0byte", (int)8);
+    assert_non_null(data);
+    json_t *msg = json_pack("{s:s, s:s, s:{s:s, s:s, s:O}}", "jsonrpc", "2.0", "method",
+                            "notifications/message", "params", "level", "warning", "logger",
+                            logger, "data", data);
+    char *want = json_dumps(msg, JSON_COMPACT);
+    json_decref(msg);
+
+    mcp_req_log(r, MCP_LOG_WARNING, logger, json_incref(data));
+    struct jsonw *w = mcp_req_log_begin(r, MCP_LOG_WARNING, logger);
+    assert_non_null(w);
+    jsonw_json(w, data);
+    mcp_req_log_end(r, w);
+    assert_int_equal(json_array_size(e->raw), 2);
+    assert_raw(e, 0, want, "mcp_req_log");
+    assert_raw(e, 1, want, "mcp_req_log_begin/end");
+    free(want);
+
+    /* Not enabled, or a logger jansson would refuse: nothing (data freed). */
+    assert_null(mcp_req_log_begin(r, MCP_LOG_DEBUG, logger));
+    assert_null(mcp_req_log_begin(r, MCP_LOG_INFO, "bad \xff logger"));
+    mcp_req_log(r, MCP_LOG_INFO, "bad \xc3 logger", json_incref(data));
+    mcp_req_log(r, MCP_LOG_INFO, logger, NULL);
+    assert_int_equal(json_array_size(e->raw), 2);
+    json_decref(data);
+    finish_hang(0);
+}
+
+/* The response to `id_json` among the raw messages. */
+static size_t find_response(env *e, const char *id_json)
+{
+    json_t *want = json_loads(id_json, JSON_DECODE_ANY, NULL);
+    for (size_t i = 0; i < nout(e); i++) {
+        json_t *id = json_object_get(out_at(e, i), "id");
+        if (id && json_equal(id, want) && json_typeof(id) == json_typeof(want) &&
+            json_object_get(out_at(e, i), "result")) {
+            json_decref(want);
+            return i;
+        }
+    }
+    fail_msg("no response to %s", id_json);
+    return 0;
+}
+
+/* A tool result (tool_result: structuredContent and the same JSON as text)
+ * is written with structuredContent serialized once and spliced: the bytes
+ * must be those of the jansson tree it replaces. */
+static void test_result_spliced(void **state)
+{
+    env *e = *state;
+    initialize(e, "2025-11-25");
+    static const char *const ids[] = {"1", "\"s\\\"tr\\u00e9\\n\"", "-42", "9007199254740993"};
+    /* deployment ids that need escaping in the JSON and again in the text */
+    static const char *const deps[] = {"now", "now \\\"quoted\\\" \\\\ \\/ \\n\\t\\u0001",
+                                       "now \\u00e9\\u20ac\\ud83d\\ude00 \\u2028",
+                                       "now \\u0000 nul"};
+    for (size_t i = 0; i < 4; i++) {
+        json_array_clear(e->out);
+        json_array_clear(e->raw);
+        char args[256];
+        snprintf(args, sizeof args, "{\"deploymentId\":\"%s\"}", deps[i]);
+        call_tool(e, ids[i], "get_deployment", args, NULL);
+        run_loop(e);
+        size_t k = find_response(e, ids[i]);
+        json_t *m = out_at(e, k);
+        json_t *res = json_object_get(m, "result");
+        json_t *sc = json_object_get(res, "structuredContent");
+        assert_non_null(sc);
+        assert_null(json_object_get(res, "isError"));
+        /* what tool_result and send_msg made before */
+        char *text = json_dumps(sc, JSON_COMPACT | JSON_ENCODE_ANY);
+        json_t *tree = json_pack("{s:s, s:O, s:{s:[{s:s, s:s}], s:O}}", "jsonrpc", "2.0", "id",
+                                 json_object_get(m, "id"), "result", "content", "type", "text",
+                                 "text", text, "structuredContent", sc);
+        char *want = json_dumps(tree, JSON_COMPACT);
+        assert_raw(e, k, want, "spliced result");
+        free(want);
+        free(text);
+        json_decref(tree);
+    }
+}
+
+/* In a batch (2025-03-26) the result goes through the tree: its text is
+ * still structuredContent's JSON. A result whose content was changed after
+ * tool_result (list_targets without targets adds a block) too. */
+static void test_result_materialized(void **state)
+{
+    env *e = *state;
+    initialize(e, "2025-03-26");
+    send_msg(e, "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":"
+                "{\"name\":\"get_deployment\",\"arguments\":{\"deploymentId\":\"now \\\"b\\\"\"}}},"
+                "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":"
+                "{\"name\":\"list_targets\",\"arguments\":{}}}]");
+    run_loop(e);
+    assert_int_equal(nout(e), 1);
+    json_t *arr = out_at(e, 0);
+    assert_int_equal(json_array_size(arr), 2);
+    for (size_t i = 0; i < 2; i++) {
+        json_t *res = json_object_get(json_array_get(arr, i), "result");
+        json_t *sc = json_object_get(res, "structuredContent");
+        json_t *content = json_object_get(res, "content");
+        assert_int_equal(json_array_size(content), 1);
+        char *text = json_dumps(sc, JSON_COMPACT | JSON_ENCODE_ANY);
+        assert_string_equal(json_string_value(json_object_get(json_array_get(content, 0), "text")),
+                            text);
+        free(text);
+    }
+    json_array_clear(e->out);
+
+    /* list_targets with no targets: a second text block after the JSON one */
+    e->srv.ntargets = 0;
+    call_tool(e, "3", "list_targets", "{}", NULL);
+    e->srv.ntargets = 1;
+    json_t *res = expect_one_result(e, "3");
+    json_t *content = json_object_get(res, "content");
+    assert_int_equal(json_array_size(content), 2);
+    char *text = json_dumps(json_object_get(res, "structuredContent"), JSON_COMPACT);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(content, 0), "text")),
+                        text);
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1203,6 +1416,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_close_with_inflight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inflight_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_progress, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_progress_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_result_spliced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_result_materialized, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_levels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_level_per_session, setup, teardown),
     };
