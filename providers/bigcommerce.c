@@ -859,7 +859,7 @@ static int bc_stream_spec(prov_target *t, enum prov_stream_kind kind, const char
                           prov_stream_spec *spec, prov_error *err)
 {
     bc_cfg *c = cfg_of(t);
-    memset(spec, 0, sizeof *spec);
+    prov_stream_spec_init(spec);
     if (kind == PROV_STREAM_EVENTS) {
         char esc[3 * BC_ID_MAX + 1];
         if (!id || !*id || strlen(id) >= BC_ID_MAX || prov_escape(esc, sizeof esc, id) != 0 ||

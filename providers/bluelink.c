@@ -1755,7 +1755,7 @@ static bool bl_stream_state_complete(const void *state)
 static int bl_stream_spec(prov_target *t, enum prov_stream_kind kind, const char *id,
                           prov_stream_spec *spec, prov_error *err)
 {
-    memset(spec, 0, sizeof *spec);
+    prov_stream_spec_init(spec);
     if (kind != PROV_STREAM_EVENTS) {
         prov_error_set(err, "unsupported", 0, false, "%s", bl_unsupported_hint("tail_logs"));
         return -1;

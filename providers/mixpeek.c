@@ -1564,7 +1564,7 @@ static int mx_stream_spec(prov_target *t, enum prov_stream_kind kind, const char
                           prov_stream_spec *spec, prov_error *err)
 {
     (void)kind; /* build logs and deploy progress are the same stream */
-    memset(spec, 0, sizeof *spec);
+    prov_stream_spec_init(spec);
     if (app_url(t, spec->url, sizeof spec->url, "/deploys/", id ? id : "", "/logs/stream",
                 err) != 0)
         return -1;

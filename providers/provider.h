@@ -157,6 +157,18 @@ typedef struct prov_stream_spec {
     char first_last_event_id[SSE_MAX_ID + 1]; /* sent on the first connect if non-empty */
 } prov_stream_spec;
 
+/* Empties a spec without touching its ~11 KiB of buffers (a memset per
+ * connection showed in profiles of 1 000 streams). */
+static inline void prov_stream_spec_init(prov_stream_spec *spec)
+{
+    spec->url[0] = '\0';
+    spec->nheaders = 0;
+    spec->resume = PROV_RESUME_LAST_EVENT_ID;
+    spec->reconnect = false;
+    spec->ca_file = NULL;
+    spec->first_last_event_id[0] = '\0';
+}
+
 /* Sink an adapter's parser emits common events into. */
 typedef void (*prov_emit_fn)(void *sink, const prov_event *ev);
 

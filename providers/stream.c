@@ -421,7 +421,7 @@ static int connect_with(prov_stream *s, prov_stream_spec *spec)
 static int connect_now(prov_stream *s, prov_error *err)
 {
     prov_stream_spec spec; /* ~11 KiB, on the stack for this connection only */
-    memset(&spec, 0, sizeof spec);
+    prov_stream_spec_init(&spec);
     memset(err, 0, sizeof *err);
     if (s->t->ops->stream_spec(s->t, s->kind, s->id, &spec, err) != 0) {
         spec_wipe(&spec);
@@ -545,7 +545,7 @@ prov_stream *prov_stream_open(prov_target *t, enum prov_stream_kind kind, const 
         s->astate = t->ops->stream_state_new(t, kind);
     /* The first connection's spec; reconnects ask the adapter again. */
     prov_stream_spec spec;
-    memset(&spec, 0, sizeof spec);
+    prov_stream_spec_init(&spec);
     if ((id && !s->id) || t->ops->stream_spec(t, kind, id, &spec, err) != 0 ||
         (cursor && apply_cursor(s, cursor, err) != 0)) {
         if (id && !s->id)
