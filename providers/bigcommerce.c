@@ -1042,7 +1042,7 @@ static int parse_snapshot(prov_target *t, bc_stream_state *s, json_t *d, prov_em
     prov_event ev = {
         .kind = PROV_EV_STATUS, .status = st, .provider_status = word, .url = url[0] ? url : NULL,
         .progress = progress, .total = progress >= 0 ? 100 : -1, .step = step,
-        .error = have_failure ? &failure : NULL, .detail = d,
+        .error = have_failure ? &failure : NULL,
     };
     observe(t, json_string_value(json_object_get(d, "deployment_uuid")), st, word,
             ev.url, ev.error);
@@ -1202,7 +1202,7 @@ static int parse_logs(bc_stream_state *s, json_t *d, prov_emit_fn emit, void *si
     int r = PROV_PARSE_IGNORED;
     if (l.n > 0) {
         prov_event ev = {.kind = PROV_EV_LOG, .status = PROV_ST_UNKNOWN, .progress = -1,
-                         .total = -1, .lines = l.v, .nlines = l.n, .detail = d};
+                         .total = -1, .lines = l.v, .nlines = l.n};
         emit(sink, &ev);
         r = PROV_PARSE_CONTINUE;
     }

@@ -1971,8 +1971,11 @@ static int parse_changeset_event(prov_target *t, bl_stream *s, const char *type,
         ev.kind = PROV_EV_STATUS;
         ev.status = PROV_ST_READY;
         ev.provider_status = "CHANGES_STAGED";
-        ev.detail = sum;
+        /* A Deployment member: create_preview with wait returns it, as
+         * get_deployment does. */
+        ev.detail = sum ? json_pack("{s:O}", "changes", sum) : NULL;
         emit(sink, &ev);
+        json_decref(ev.detail);
         json_decref(sum);
         return PROV_PARSE_END;
     }

@@ -105,7 +105,9 @@ typedef struct prov_event {
     const prov_log_line *lines;      /* LOG */
     size_t nlines;
     const prov_error *error;         /* ERROR, or STATUS failed with details */
-    json_t *detail;                  /* optional extra JSON, borrowed */
+    json_t *detail;                  /* STATUS: optional object of further Deployment
+                                        members (e.g. Bluelink's {"changes":…}); tools
+                                        that return the deployment merge it. Borrowed */
 } prov_event;
 
 /* ---- one-shot operations ------------------------------------------- */

@@ -60,6 +60,7 @@ struct relay {
     char *provider_status;
     char *url;
     char *failure_code, *failure_message;
+    json_t *status_detail;     /* the latest STATUS event's detail object */
 
     double last_progress;      /* last progress value sent */
     bool sent_progress;
@@ -475,6 +476,10 @@ void relay_event(relay *r, const prov_event *ev)
         r->status = ev->status;
         set_str(&r->provider_status, ev->provider_status);
     }
+    if (ev->kind == PROV_EV_STATUS && json_is_object(ev->detail)) {
+        json_decref(r->status_detail);
+        r->status_detail = json_incref(ev->detail);
+    }
     if (ev->url && *ev->url)
         set_str(&r->url, ev->url);
     if (ev->kind == PROV_EV_ERROR)
@@ -549,6 +554,7 @@ static void on_timer_closed(uv_handle_t *h)
     free(r->url);
     free(r->failure_code);
     free(r->failure_message);
+    json_decref(r->status_detail);
     free(r);
 }
 
@@ -617,6 +623,8 @@ void relay_update_deployment(const relay *r, json_t *dep)
         json_object_set_new(dep, "providerStatus", json_string(r->provider_status));
     if (r->url)
         json_object_set_new(dep, "url", json_string(r->url));
+    if (r->status_detail)
+        json_object_update(dep, r->status_detail);
     if (r->status == PROV_ST_FAILED) {
         json_t *f = failure_json(r);
         if (f)

@@ -91,8 +91,9 @@ void relay_seed_status(relay *r, prov_status st, const char *provider_status, co
  * final get_deployment answer). */
 void relay_apply_deployment(relay *r, json_t *deployment);
 
-/* Writes the relay's status, providerStatus, url and (when failed) error into
- * a Deployment object. */
+/* Writes the relay's status, providerStatus, url, the members of the latest
+ * status event's detail (prov_event.detail) and (when failed) error into a
+ * Deployment object. */
 void relay_update_deployment(const relay *r, json_t *deployment);
 
 prov_status relay_status(const relay *r);

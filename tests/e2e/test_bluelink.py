@@ -218,6 +218,12 @@ def create_preview_wait_and_drift():
         assert got["error"]["code"] == "drift_detected", got
         r = ok(s.call("create_preview", {"wait": True, "message": "again"}))
         assert r["stream"]["status"] == "ready", r
+        # The staged-changes summary comes with the waited deployment, as it
+        # does from get_deployment.
+        dep = r["deployment"]
+        assert dep["status"] == "ready" and dep["providerStatus"] == "CHANGES_STAGED", dep
+        got = ok(s.call("get_deployment", {"deploymentId": dep["id"]}))["deployment"]
+        assert dep["changes"] == got["changes"] and "counts" in dep["changes"], (dep, got)
 
 
 @suite.test

@@ -363,7 +363,7 @@ static void test_staging_events(void **state)
     assert_non_null(strstr(c.message[0], "1 to update (assetsBucket)"));
     assert_non_null(strstr(c.message[0], "1 to recreate (cacheCluster)"));
     assert_non_null(strstr(c.message[0], "1 to remove (legacyQueue)"));
-    json_t *counts = json_object_get(c.detail[0], "counts");
+    json_t *counts = json_object_get(json_object_get(c.detail[0], "changes"), "counts");
     assert_int_equal(json_integer_value(json_object_get(counts, "create")), 2);
     assert_int_equal(json_integer_value(json_object_get(counts, "update")), 1);
     assert_int_equal(json_integer_value(json_object_get(counts, "recreate")), 1);
