@@ -5,6 +5,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "providers/utf8.h"
 
 #define JSONW_DEFAULT_MAX (SIZE_MAX / 2)
 #define ESC_BLOCK (64u << 10) /* input escaped per reservation */
@@ -256,7 +259,7 @@ static int dump_cb(const char *buffer, size_t size, void *data)
  * with json_string_nocheck), so this does too. */
 static void put_string(jsonw *w, const char *s, size_t n)
 {
-    if (!jsonw_utf8_valid(s, n)) {
+    if (!utf8_valid(s, n)) {
         w->failed = true;
         return;
     }
@@ -337,53 +340,3 @@ void jsonw_json(jsonw *w, const json_t *v)
     put_value(w, v, 0);
 }
 
-/* ---- UTF-8 -------------------------------------------------------------- */
-
-bool jsonw_utf8_valid(const char *str, size_t n)
-{
-    const unsigned char *s = (const unsigned char *)str;
-    size_t i = 0;
-    while (i < n) {
-        if (i + 8 <= n) {
-            uint64_t v;
-            memcpy(&v, s + i, 8);
-            if (!(v & HIGHS)) {
-                i += 8;
-                continue;
-            }
-        }
-        unsigned char b = s[i];
-        if (b < 0x80) {
-            i++;
-            continue;
-        }
-        size_t need;
-        unsigned char lo = 0x80, hi = 0xBF;
-        if (b >= 0xC2 && b <= 0xDF) {
-            need = 1;
-        } else if (b >= 0xE0 && b <= 0xEF) {
-            need = 2;
-            if (b == 0xE0)
-                lo = 0xA0;
-            else if (b == 0xED)
-                hi = 0x9F;
-        } else if (b >= 0xF0 && b <= 0xF4) {
-            need = 3;
-            if (b == 0xF0)
-                lo = 0x90;
-            else if (b == 0xF4)
-                hi = 0x8F;
-        } else {
-            return false;
-        }
-        if (n - i <= need)
-            return false;
-        if (s[i + 1] < lo || s[i + 1] > hi)
-            return false;
-        for (size_t k = 2; k <= need; k++)
-            if (s[i + k] < 0x80 || s[i + k] > 0xBF)
-                return false;
-        i += need + 1;
-    }
-    return true;
-}

@@ -55,7 +55,7 @@ static inline void jsonw_char(jsonw *w, char c)
 }
 
 /* A JSON string: quoted and escaped. s[0..n) must be valid UTF-8 (check with
- * jsonw_utf8_valid where that is not known); NUL bytes are written as
+ * utf8_valid (providers/utf8.h) where that is not known); NUL bytes are written as
  * \u0000, as jansson does. */
 void jsonw_str(jsonw *w, const char *s, size_t n);
 
@@ -76,10 +76,5 @@ bool jsonw_real(jsonw *w, double v);
  * JSON_ENCODE_ANY). Strings and integers are written directly; other values
  * through json_dump_callback. */
 void jsonw_json(jsonw *w, const json_t *v);
-
-/* True when s[0..n) is well-formed UTF-8 (Unicode Table 3-7: no overlongs,
- * no surrogates, nothing above U+10FFFF), the same rule as providers/utf8.h
- * and jansson; an ASCII run is checked eight bytes at a time. */
-bool jsonw_utf8_valid(const char *s, size_t n);
 
 #endif

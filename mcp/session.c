@@ -19,6 +19,7 @@
 #include "mcp/jsonw.h"
 #include "mcp/log.h"
 #include "mcp/server.h"
+#include "providers/utf8.h"
 #include "tools/gate.h"
 #include "tools/result.h"
 #include "tools/tool.h"
@@ -277,7 +278,7 @@ bool mcp_req_progress(mcp_request *r, double progress, double total, const char 
         jsonw_real(w, total);
     }
     size_t mlen = message ? strlen(message) : 0;
-    if (message && jsonw_utf8_valid(message, mlen)) {
+    if (message && utf8_valid(message, mlen)) {
         jsonw_lit(w, ",\"message\":");
         jsonw_str(w, message, mlen);
     }
@@ -295,7 +296,7 @@ jsonw *mcp_req_log_begin(mcp_request *r, enum mcp_level level, const char *logge
 {
     /* What json_pack would refuse is not sent (as before). */
     size_t llen = logger ? strlen(logger) : 0;
-    if (!mcp_req_log_enabled(r, level) || !logger || !jsonw_utf8_valid(logger, llen))
+    if (!mcp_req_log_enabled(r, level) || !logger || !utf8_valid(logger, llen))
         return NULL;
     jsonw *w = out_begin(r->s);
     if (!w)

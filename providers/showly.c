@@ -492,15 +492,7 @@ static int showly_stream_spec(prov_target *t, enum prov_stream_kind kind, const 
                               prov_stream_spec *spec, prov_error *err)
 {
     (void)kind; /* build logs travel on the events stream */
-    /* Every field, but not a memset of the whole ~11 KiB (~11 000
-     * instructions, called more than once per stream started): only
-     * headers[0..nheaders) are read. */
-    spec->url[0] = '\0';
-    spec->nheaders = 0;
-    spec->resume = PROV_RESUME_LAST_EVENT_ID;
-    spec->reconnect = false;
-    spec->ca_file = NULL;
-    spec->first_last_event_id[0] = '\0';
+    prov_stream_spec_init(spec);
     if (deployment_url(t, spec->url, sizeof spec->url, id, "/events", err) != 0)
         return -1;
     showly_headers h;
@@ -715,36 +707,6 @@ static long hex4(const unsigned char *p, const unsigned char *end)
     return v;
 }
 
-/* Length of the well-formed UTF-8 sequence at p (p[0] >= 0x80), 0 if none. */
-static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
-{
-    unsigned char b = p[0], lo = 0x80, hi = 0xBF;
-    size_t need;
-    if (b >= 0xC2 && b <= 0xDF) {
-        need = 1;
-    } else if (b >= 0xE0 && b <= 0xEF) {
-        need = 2;
-        if (b == 0xE0)
-            lo = 0xA0;
-        else if (b == 0xED)
-            hi = 0x9F;
-    } else if (b >= 0xF0 && b <= 0xF4) {
-        need = 3;
-        if (b == 0xF0)
-            lo = 0x90;
-        else if (b == 0xF4)
-            hi = 0x8F;
-    } else {
-        return 0;
-    }
-    if ((size_t)(end - p) <= need || p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t k = 2; k <= need; k++)
-        if (p[k] < 0x80 || p[k] > 0xBF)
-            return 0;
-    return need + 1;
-}
-
 /* Scans the string starting at f->p (a '"'): checks it as jansson would and
  * sets *body / *raw_len to the bytes between the quotes and *esc when they
  * hold a backslash. false declines. */
@@ -779,7 +741,7 @@ static bool scan_string(fast *f, const unsigned char **body, size_t *raw_len, bo
             continue;
         }
         if (c >= 0x80) {
-            size_t n = utf8_seq(p, end);
+            size_t n = utf8_seq_len((const char *)p, (size_t)(end - p));
             if (!n)
                 return false;
             p += n;

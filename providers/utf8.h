@@ -12,8 +12,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* True when s[0..len) is entirely valid UTF-8. */
+/* True when s[0..len) is entirely valid UTF-8 (an ASCII run is checked
+ * eight bytes at a time). */
 bool utf8_valid(const char *s, size_t len);
+
+/* Length (1..4) of the well-formed code point at s[0], 0 when s[0..len)
+ * does not start with one (len 0, invalid or truncated). */
+size_t utf8_seq_len(const char *s, size_t len);
 
 /* Returns a newly malloc'd NUL-terminated copy of s[0..len) with invalid
  * sequences replaced by U+FFFD; *out_len (if not NULL) gets its length.

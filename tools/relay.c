@@ -257,7 +257,7 @@ void relay_flush(relay *r)
         if (w) {
             jsonw_char(w, '{');
             if (r->mode == RELAY_BUILD && r->deployment_id &&
-                jsonw_utf8_valid(r->deployment_id, strlen(r->deployment_id))) {
+                utf8_valid(r->deployment_id, strlen(r->deployment_id))) {
                 jsonw_lit(w, "\"deploymentId\":");
                 jsonw_cstr(w, r->deployment_id);
                 jsonw_char(w, ',');
@@ -351,7 +351,7 @@ static const char *valid_text(const char *text, size_t *len, char **fixed)
         *len = 0;
         return "";
     }
-    if (jsonw_utf8_valid(text, *len))
+    if (utf8_valid(text, *len))
         return text;
     *fixed = utf8_repair(text, *len, len);
     return *fixed;
