@@ -24,13 +24,16 @@ export async function ensureWebSocket() {
 }
 
 // Resolves with the first stdout/stderr line matching re (its match), or
-// rejects when the process exits first or the timeout passes.
-function waitLine(stream, proc, re, what, timeoutMs = 10000) {
+// rejects when the process exits first or the timeout passes. On timeout the
+// process is killed: nobody will stop it, and a live child with our pipes
+// open would keep the test process from ever exiting.
+function waitLine(stream, proc, re, what, timeoutMs = 30000) {
   return new Promise((resolve, reject) => {
     const rl = readline.createInterface({ input: stream });
     const seen = [];
     const timer = setTimeout(() => {
       rl.close();
+      proc.kill('SIGKILL');
       reject(new Error(`${what}: no line matching ${re} within ${timeoutMs} ms; got:\n${seen.join('\n')}`));
     }, timeoutMs);
     rl.on('line', (line) => {
