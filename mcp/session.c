@@ -7,7 +7,11 @@
  * Requests that run asynchronously (tools/call) live in a per-session table
  * keyed by their JSON-RPC id until they finish or are cancelled. JSON-RPC
  * batches (protocol versions before 2025-06-18) collect their members'
- * responses, including asynchronous ones, and go out as one array. */
+ * responses, including asynchronous ones, and go out as one array.
+ *
+ * Requests we send the client (mcp_req_ask) live in a second table, keyed
+ * by our own ids, until the client's response arrives, they are cancelled,
+ * or the request they were sent for ends. */
 #include "mcp/session.h"
 
 #include <math.h>
@@ -63,6 +67,16 @@ struct mcp_request {
     mcp_request *prev, *next;
 };
 
+struct mcp_ask {
+    mcp_session *s;
+    mcp_request *req;       /* the request it serves; NULL while that request's
+                             * cancel callback runs (it is freed already) */
+    json_t *id;             /* our id: a string */
+    mcp_reply_fn cb;
+    void *ud;
+    mcp_ask *prev, *next;
+};
+
 struct mcp_session {
     mcp_server *srv;
     const mcp_transport *tp;
@@ -75,6 +89,9 @@ struct mcp_session {
     mcp_request *reqs;       /* in-flight requests */
     size_t ninflight;
     size_t nwritable;        /* requests waiting for the transport to drain */
+    mcp_ask *asks;           /* our requests awaiting the client's response */
+    size_t nasks;
+    bool closing;            /* in mcp_session_close: nothing more is sent */
     jsonw out;               /* the message being written (see out_begin) */
     bool out_busy;           /* `out` holds a message not yet sent */
 };
@@ -218,9 +235,87 @@ static mcp_request *req_find(mcp_session *s, json_t *id)
     return NULL;
 }
 
+/* ---- asks (server-to-client requests) ---------------------------------- */
+
+static void ask_unlink_free(mcp_ask *a)
+{
+    mcp_session *s = a->s;
+    if (a->prev)
+        a->prev->next = a->next;
+    else
+        s->asks = a->next;
+    if (a->next)
+        a->next->prev = a->prev;
+    s->nasks--;
+    json_decref(a->id);
+    free(a);
+}
+
+/* Tells the client we no longer want the answer to ask a. */
+static void ask_send_cancelled(mcp_ask *a, const char *reason)
+{
+    mcp_session *s = a->s;
+    if (s->closing)
+        return;
+    json_t *msg = json_pack("{s:s, s:s, s:{s:O, s:s}}", "jsonrpc", "2.0", "method",
+                            "notifications/cancelled", "params", "requestId", a->id, "reason",
+                            reason);
+    if (msg) {
+        /* On its request's stream while that lives; else unrelated. */
+        send_msg(s, msg, a->req ? a->req->id : NULL, false);
+        json_decref(msg);
+    }
+}
+
+/* Frees the asks of request r without callbacks; with `notify`, the client
+ * is told each is cancelled (r's stream is still open). */
+static void req_drop_asks(mcp_request *r, bool notify)
+{
+    mcp_session *s = r->s;
+    for (mcp_ask *a = s->asks, *next; a; a = next) {
+        next = a->next;
+        if (a->req != r)
+            continue;
+        if (notify)
+            ask_send_cancelled(a, "the request it was sent for has ended");
+        ask_unlink_free(a);
+    }
+}
+
+/* A response from the client (no method; result or error). */
+static void handle_response(mcp_session *s, json_t *msg)
+{
+    json_t *id = json_object_get(msg, "id");
+    mcp_ask *a = s->asks;
+    while (a && !(id && json_equal(a->id, id) && json_typeof(a->id) == json_typeof(id)))
+        a = a->next;
+    if (!a) {
+        log_debug("session: a response to no pending request of ours; ignored");
+        return;
+    }
+    mcp_reply_fn cb = a->cb;
+    void *ud = a->ud;
+    ask_unlink_free(a); /* first: cb may end the request or ask again */
+    json_t *err = json_object_get(msg, "error");
+    if (err) {
+        json_t *made = NULL;
+        if (!json_is_object(err))
+            err = made = json_pack("{s:i, s:s}", "code", RPC_INTERNAL_ERROR, "message",
+                                   "the client answered with a malformed error");
+        cb(ud, NULL, err);
+        json_decref(made);
+    } else {
+        cb(ud, json_object_get(msg, "result"), NULL);
+    }
+}
+
+/* ---- request table (continued) ----------------------------------------- */
+
 static void req_unlink_free(mcp_request *r)
 {
     mcp_session *s = r->s;
+    if (s->nasks)
+        req_drop_asks(r, false);
     if (r->prev)
         r->prev->next = r->next;
     else
@@ -358,18 +453,73 @@ void mcp_session_drained(mcp_session *s)
 
 mcp_session *mcp_req_session(const mcp_request *r) { return r->s; }
 
+/* Builds a request of ours with a fresh id (set in *id, borrowed from the
+ * message). Steals params. NULL when it cannot. */
+static json_t *make_request(mcp_session *s, const char *method, json_t *params, json_t **id)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "srv-%llu", ++s->srv->id_counter);
+    json_t *msg = json_pack("{s:s, s:s, s:s, s:o}", "jsonrpc", "2.0", "id", buf,
+                            "method", method, "params", params);
+    *id = msg ? json_object_get(msg, "id") : NULL;
+    return msg;
+}
+
 void mcp_req_send_request(mcp_request *r, const char *method, json_t *params)
 {
-    mcp_session *s = r->s;
-    char id[32];
-    snprintf(id, sizeof id, "srv-%llu", ++s->srv->id_counter);
-    json_t *msg = json_pack("{s:s, s:s, s:s, s:o}", "jsonrpc", "2.0", "id", id,
-                            "method", method, "params", params);
+    json_t *id;
+    json_t *msg = make_request(r->s, method, params, &id);
     if (msg) {
-        send_msg(s, msg, r->id, false);
+        send_msg(r->s, msg, r->id, false);
         json_decref(msg);
     }
 }
+
+mcp_ask *mcp_req_ask(mcp_request *r, const char *method, json_t *params, mcp_reply_fn cb,
+                     void *ud)
+{
+    mcp_session *s = r->s;
+    if (s->nasks >= MCP_MAX_ASKS) {
+        log_warn("session: %u requests to the client already pending; %s not sent",
+                 MCP_MAX_ASKS, method);
+        json_decref(params);
+        return NULL;
+    }
+    mcp_ask *a = calloc(1, sizeof *a);
+    if (!a) {
+        json_decref(params);
+        return NULL;
+    }
+    json_t *id = NULL;
+    json_t *msg = make_request(s, method, params, &id);
+    if (!msg) {
+        free(a);
+        return NULL;
+    }
+    a->s = s;
+    a->req = r;
+    a->id = json_incref(id);
+    a->cb = cb;
+    a->ud = ud;
+    a->next = s->asks;
+    if (s->asks)
+        s->asks->prev = a;
+    s->asks = a;
+    s->nasks++;
+    send_msg(s, msg, r->id, false);
+    json_decref(msg);
+    return a;
+}
+
+void mcp_ask_cancel(mcp_ask *a)
+{
+    if (!a)
+        return;
+    ask_send_cancelled(a, "no longer needed");
+    ask_unlink_free(a);
+}
+
+size_t mcp_session_asks(const mcp_session *s) { return s->nasks; }
 
 void mcp_session_notify(mcp_session *s, const char *method, json_t *params)
 {
@@ -442,6 +592,8 @@ static bool finish_spliced(mcp_request *r, json_t *sc, int is_error)
 
 void mcp_req_finish(mcp_request *r, json_t *result)
 {
+    if (r->s->nasks)
+        req_drop_asks(r, true); /* before the response ends r's stream */
     if (!result)
         result = json_pack("{s:[{s:s, s:s}], s:b}", "content", "type", "text", "text",
                            "internal error: no result", "isError", 1);
@@ -458,10 +610,14 @@ void mcp_req_finish(mcp_request *r, json_t *result)
 
 void mcp_req_finish_error(mcp_request *r, int code, const char *message)
 {
+    if (r->s->nasks)
+        req_drop_asks(r, true);
     req_end(r, make_error(r->id, code, message));
 }
 
-/* Runs a request's cancel callback and frees it without a response. */
+/* Runs a request's cancel callback and frees it without a response. Its
+ * asks outlive it until the callback returns (which may mcp_ask_cancel
+ * them): they are detached (req = NULL) first and freed after. */
 static void req_cancel(mcp_request *r)
 {
     void (*cancel)(void *) = r->cancel;
@@ -469,11 +625,22 @@ static void req_cancel(mcp_request *r)
     r->cancel = NULL;
     mcp_batch *b = r->batch;
     mcp_session *s = r->s;
+    bool detached = false;
+    for (mcp_ask *a = s->asks; a; a = a->next)
+        if (a->req == r) {
+            a->req = NULL;
+            detached = true;
+        }
     if (!b)
         notify_related_end(s, r->id); /* batch members end with their batch */
     req_unlink_free(r);
     if (cancel)
         cancel(ud);
+    for (mcp_ask *a = detached ? s->asks : NULL, *next; a; a = next) {
+        next = a->next;
+        if (!a->req)
+            ask_unlink_free(a);
+    }
     if (b) {
         b->pending--;
         batch_maybe_flush(s, b);
@@ -674,8 +841,10 @@ static void handle_one(mcp_session *s, mcp_batch *b, json_t *msg)
     const char *version = json_string_value(json_object_get(msg, "jsonrpc"));
     json_t *method = json_object_get(msg, "method");
 
-    if (!method && (json_object_get(msg, "result") || json_object_get(msg, "error")))
-        return; /* a response: we send no requests yet, so it is stray */
+    if (!method && (json_object_get(msg, "result") || json_object_get(msg, "error"))) {
+        handle_response(s, msg); /* to one of our asks, or stray */
+        return;
+    }
     if (!version || strcmp(version, "2.0") != 0) {
         send_error(s, b, reply_id, RPC_INVALID_REQUEST, "jsonrpc must be \"2.0\"");
         return;
@@ -792,6 +961,7 @@ void mcp_session_close(mcp_session *s)
 {
     if (!s)
         return;
+    s->closing = true; /* cancel callbacks may mcp_ask_cancel: nothing is sent */
     while (s->reqs) {
         /* Batches of cancelled members would flush partially; drop them. */
         mcp_request *r = s->reqs;
@@ -806,6 +976,8 @@ void mcp_session_close(mcp_session *s)
         }
         req_cancel(r);
     }
+    while (s->asks) /* none are left (each belongs to a request); to be sure */
+        ask_unlink_free(s->asks);
     if (s->srv->gate)
         gate_session_closed(s->srv->gate, s);
     json_decref(s->client_caps);

@@ -156,10 +156,47 @@ void mcp_session_drained(mcp_session *s);
 /* The session a request belongs to (valid while the request lives). */
 mcp_session *mcp_req_session(const mcp_request *r);
 
-/* Sends a server-to-client request (e.g. elicitation/create) on the stream
- * of request `r` (so Streamable HTTP delivers it before r's response).
- * Steals params. The client's answer is not awaited (it arrives as a
- * response to an id of ours and is ignored). */
+/* Server-to-client requests (sampling/createMessage, elicitation/create).
+ *
+ * mcp_req_ask sends `method` with `params` to the client on the stream of
+ * request `r` (so Streamable HTTP delivers it before r's response) under a
+ * fresh id of ours ("srv-<n>", a string unique for the server's lifetime),
+ * and keeps an mcp_ask until the client answers. The session matches the
+ * client's response by id (same JSON type) and calls cb exactly once:
+ * cb(ud, result, NULL) for a result, cb(ud, NULL, error) for a JSON-RPC
+ * error object (a malformed error member is reported as an internal-error
+ * object). Both are borrowed for the call. The ask is freed before cb runs:
+ * cb may end r (mcp_req_finish) or ask again. A second response to the same
+ * id, or one to an id we never sent or have cancelled, is ignored.
+ *
+ * Steals params in every case. Returns NULL — nothing sent, cb never called —
+ * when the session already has MCP_MAX_ASKS asks pending or memory ran out.
+ *
+ * An ask lives at most as long as its request: when r ends (finished, or
+ * cancelled by the client, or its session closing) asks still pending are
+ * freed without a callback. Finishing r sends notifications/cancelled for
+ * each first; when r is cancelled, its cancel callback may still call
+ * mcp_ask_cancel on them (they are freed after it returns). */
+#define MCP_MAX_ASKS 64                    /* pending asks per session */
+
+typedef struct mcp_ask mcp_ask;
+typedef void (*mcp_reply_fn)(void *ud, json_t *result, const json_t *error);
+
+mcp_ask *mcp_req_ask(mcp_request *r, const char *method, json_t *params, mcp_reply_fn cb,
+                     void *ud);
+
+/* Abandons a pending ask: sends notifications/cancelled {requestId, reason}
+ * to the client (not while its session is closing) and frees it; cb is never
+ * called. NULL does nothing. After it, the pointer is dead. */
+void mcp_ask_cancel(mcp_ask *a);
+
+/* Number of asks pending in the session. */
+size_t mcp_session_asks(const mcp_session *s);
+
+/* Sends a server-to-client request without awaiting the answer (nothing is
+ * kept; the client's response is ignored like any unknown one), on r's
+ * stream as mcp_req_ask does. Steals params. For requests whose answer does
+ * not matter (URL-mode elicitation: the outcome arrives out of band). */
 void mcp_req_send_request(mcp_request *r, const char *method, json_t *params);
 
 /* Sends a notification that belongs to no request (e.g.

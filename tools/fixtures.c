@@ -4,9 +4,12 @@
  * server scenarios (its everything-server is the reference). The timed ones
  * (logging, progress) run on a uv_timer so they exercise exactly what a
  * deployment stream does: notifications tied to a running request, sent on
- * that request's stream, then the result; cancellation stops the timer. */
+ * that request's stream, then the result; cancellation stops the timer.
+ * The sampling and elicitation ones ask the client (mcp_req_ask) and answer
+ * with what it said; cancellation cancels the ask. */
 #include "tools/fixtures.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -18,6 +21,7 @@
 #define FX_STEP_MS 50          /* the suite asks for ~50 ms between notifications */
 #define FX_STEPS 3
 #define FX_LOGGER "conformance"
+#define FX_ASK_TIMEOUT_MS 60000 /* a client that never answers: isError after this */
 
 /* A 1x1 red PNG and a 44-byte silent WAV: the smallest valid payloads. */
 #define FX_PNG_B64                                                                          \
@@ -195,6 +199,251 @@ static void fx_progress(mcp_request *req, prov_target *t, json_t *args)
     start_run(req, true);
 }
 
+/* ---- asking the client: sampling and elicitation ------------------------ */
+
+/* The elicitation/create schemas the scenarios check field by field. */
+#define FX_ELICIT_SCHEMA                                                                    \
+    "{\"type\":\"object\",\"properties\":{"                                                 \
+    "\"username\":{\"type\":\"string\",\"description\":\"User's response\"},"               \
+    "\"email\":{\"type\":\"string\",\"description\":\"User's email address\"}},"            \
+    "\"required\":[\"username\",\"email\"]}"
+#define FX_DEFAULTS_SCHEMA                                                                  \
+    "{\"type\":\"object\",\"properties\":{"                                                 \
+    "\"name\":{\"type\":\"string\",\"description\":\"User name\",\"default\":\"John Doe\"},"  \
+    "\"age\":{\"type\":\"integer\",\"description\":\"User age\",\"default\":30},"           \
+    "\"score\":{\"type\":\"number\",\"description\":\"User score\",\"default\":95.5},"      \
+    "\"status\":{\"type\":\"string\",\"description\":\"User status\","                      \
+    "\"enum\":[\"active\",\"inactive\",\"pending\"],\"default\":\"active\"},"               \
+    "\"verified\":{\"type\":\"boolean\",\"description\":\"Verification status\","           \
+    "\"default\":true}}}"
+#define FX_ENUMS_SCHEMA                                                                     \
+    "{\"type\":\"object\",\"properties\":{"                                                 \
+    "\"untitledSingle\":{\"type\":\"string\",\"description\":\"Untitled single-select\","   \
+    "\"enum\":[\"option1\",\"option2\",\"option3\"]},"                                      \
+    "\"titledSingle\":{\"type\":\"string\",\"description\":\"Titled single-select\","       \
+    "\"oneOf\":[{\"const\":\"value1\",\"title\":\"First Option\"},"                         \
+    "{\"const\":\"value2\",\"title\":\"Second Option\"},"                                   \
+    "{\"const\":\"value3\",\"title\":\"Third Option\"}]},"                                  \
+    "\"legacyEnum\":{\"type\":\"string\",\"description\":\"Legacy titled enum\","           \
+    "\"enum\":[\"opt1\",\"opt2\",\"opt3\"],"                                                \
+    "\"enumNames\":[\"Option One\",\"Option Two\",\"Option Three\"]},"                      \
+    "\"untitledMulti\":{\"type\":\"array\",\"description\":\"Untitled multi-select\","      \
+    "\"items\":{\"type\":\"string\",\"enum\":[\"option1\",\"option2\",\"option3\"]}},"      \
+    "\"titledMulti\":{\"type\":\"array\",\"description\":\"Titled multi-select\","          \
+    "\"items\":{\"anyOf\":[{\"const\":\"value1\",\"title\":\"First Choice\"},"              \
+    "{\"const\":\"value2\",\"title\":\"Second Choice\"},"                                   \
+    "{\"const\":\"value3\",\"title\":\"Third Choice\"}]}}}}"
+
+/* One tools/call waiting for the client's answer. */
+typedef struct fx_wait {
+    mcp_request *req;
+    mcp_ask *ask;             /* NULL once answered or cancelled */
+    uv_timer_t timer;         /* the time limit */
+    const char *method;
+    const char *prefix;       /* of the result text: "LLM response", ... */
+} fx_wait;
+
+static void finish_error_text(mcp_request *req, const char *text)
+{
+    mcp_req_finish(req, json_pack("{s:[o], s:b}", "content", text_block(text), "isError", 1));
+}
+
+/* Finishes with "<a><b>" as one text block (isError when is_error). */
+static void finish_concat(mcp_request *req, const char *a, const char *b, bool is_error)
+{
+    size_t n = strlen(a) + strlen(b) + 1;
+    char *text = malloc(n);
+    if (!text) {
+        mcp_req_finish(req, NULL);
+        return;
+    }
+    snprintf(text, n, "%s%s", a, b);
+    if (is_error)
+        finish_error_text(req, text);
+    else
+        finish_content(req, json_pack("[o]", text_block(text)));
+    free(text);
+}
+
+static void on_wait_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+/* Ends the wait (the ask must be answered or cancelled already). */
+static void wait_close(fx_wait *w)
+{
+    w->req = NULL;
+    uv_timer_stop(&w->timer);
+    uv_close((uv_handle_t *)&w->timer, on_wait_closed);
+}
+
+static void wait_cancel(void *ud)
+{
+    fx_wait *w = ud;
+    mcp_ask_cancel(w->ask);
+    w->ask = NULL;
+    wait_close(w);
+}
+
+static void on_wait_timeout(uv_timer_t *h)
+{
+    fx_wait *w = h->data;
+    mcp_request *req = w->req;
+    const char *method = w->method;
+    mcp_ask_cancel(w->ask);
+    w->ask = NULL;
+    wait_close(w);
+    char msg[160];
+    snprintf(msg, sizeof msg, "The client did not answer %s within %d seconds", method,
+             FX_ASK_TIMEOUT_MS / 1000);
+    finish_error_text(req, msg);
+}
+
+/* The text of a sampling result's content (one block or, from 2025-11-25,
+ * an array of blocks: the first text one); its JSON otherwise. */
+static char *sampling_text(json_t *result)
+{
+    json_t *content = json_object_get(result, "content");
+    json_t *block = content;
+    if (json_is_array(content)) {
+        size_t i;
+        json_t *el;
+        block = NULL;
+        json_array_foreach(content, i, el)
+            if (json_is_string(json_object_get(el, "text"))) {
+                block = el;
+                break;
+            }
+    }
+    const char *text = json_string_value(json_object_get(block, "text"));
+    if (text)
+        return strdup(text);
+    return json_dumps(content ? content : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+}
+
+/* "action=<action>, content=<content as compact JSON>" */
+static char *elicit_text(json_t *result)
+{
+    const char *action = json_string_value(json_object_get(result, "action"));
+    json_t *content = json_object_get(result, "content");
+    json_t *empty = content ? NULL : json_object();
+    char *cj = json_dumps(content ? content : empty, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(empty);
+    if (!cj)
+        return NULL;
+    size_t n = strlen(cj) + 64 + (action ? strlen(action) : 0);
+    char *text = malloc(n);
+    if (text)
+        snprintf(text, n, "action=%s, content=%s", action ? action : "(none)", cj);
+    free(cj);
+    return text;
+}
+
+static void on_wait_answer(void *ud, json_t *result, const json_t *error)
+{
+    fx_wait *w = ud;
+    mcp_request *req = w->req;
+    const char *method = w->method, *prefix = w->prefix;
+    w->ask = NULL; /* answered: the session has freed it */
+    wait_close(w);
+    if (error) {
+        const char *m = json_string_value(json_object_get(error, "message"));
+        char head[96];
+        snprintf(head, sizeof head, "%s failed: ", method);
+        finish_concat(req, head, m ? m : "(no message)", true);
+        return;
+    }
+    bool sampling = strcmp(method, "sampling/createMessage") == 0;
+    char *text = sampling ? sampling_text(result) : elicit_text(result);
+    if (!text) {
+        mcp_req_finish(req, NULL);
+        return;
+    }
+    finish_concat(req, prefix, text, false);
+    free(text);
+}
+
+/* Sends method(params) to the client if it declared `cap`, and finishes
+ * req with "<prefix><answer>" once it answers. Steals params. */
+static void ask_client(mcp_request *req, const char *cap, const char *method, json_t *params,
+                       const char *prefix)
+{
+    if (!params) {
+        mcp_req_finish_error(req, RPC_INTERNAL_ERROR, "out of memory");
+        return;
+    }
+    if (!mcp_session_client_has(mcp_req_session(req), cap)) {
+        json_decref(params);
+        char msg[160];
+        snprintf(msg, sizeof msg, "The client does not support %s (it declared no %s "
+                 "capability at initialize)", cap, cap);
+        finish_error_text(req, msg);
+        return;
+    }
+    fx_wait *w = calloc(1, sizeof *w);
+    if (!w || uv_timer_init(mcp_req_server(req)->loop, &w->timer) != 0) {
+        free(w);
+        json_decref(params);
+        mcp_req_finish_error(req, RPC_INTERNAL_ERROR, "could not start a timer");
+        return;
+    }
+    w->req = req;
+    w->method = method;
+    w->prefix = prefix;
+    w->timer.data = w;
+    w->ask = mcp_req_ask(req, method, params, on_wait_answer, w);
+    if (!w->ask) {
+        wait_close(w);
+        finish_error_text(req, "Could not send the request to the client (too many requests "
+                               "to it are pending)");
+        return;
+    }
+    mcp_req_on_cancel(req, wait_cancel, w);
+    uv_timer_start(&w->timer, on_wait_timeout, FX_ASK_TIMEOUT_MS, 0);
+}
+
+static void fx_sampling(mcp_request *req, prov_target *t, json_t *args)
+{
+    (void)t;
+    const char *prompt = json_string_value(json_object_get(args, "prompt"));
+    ask_client(req, "sampling", "sampling/createMessage",
+               json_pack("{s:[{s:s, s:{s:s, s:s}}], s:i}", "messages", "role", "user", "content",
+                         "type", "text", "text", prompt ? prompt : "", "maxTokens", 100),
+               "LLM response: ");
+}
+
+/* elicitation/create {message, requestedSchema: <schema text>}. */
+static void elicit(mcp_request *req, const char *message, const char *schema, const char *prefix)
+{
+    json_t *rs = json_loads(schema, 0, NULL);
+    json_t *params = rs ? json_pack("{s:s, s:o}", "message", message, "requestedSchema", rs) : NULL;
+    ask_client(req, "elicitation", "elicitation/create", params, prefix);
+}
+
+static void fx_elicitation(mcp_request *req, prov_target *t, json_t *args)
+{
+    (void)t;
+    const char *message = json_string_value(json_object_get(args, "message"));
+    elicit(req, message ? message : "", FX_ELICIT_SCHEMA, "User response: ");
+}
+
+static void fx_elicitation_defaults(mcp_request *req, prov_target *t, json_t *args)
+{
+    (void)t;
+    (void)args;
+    elicit(req, "Please review and update the form fields with defaults", FX_DEFAULTS_SCHEMA,
+           "Elicitation completed: ");
+}
+
+static void fx_elicitation_enums(mcp_request *req, prov_target *t, json_t *args)
+{
+    (void)t;
+    (void)args;
+    elicit(req, "Please select options from the enum fields", FX_ENUMS_SCHEMA,
+           "Elicitation completed: ");
+}
+
 /* ---- the table -------------------------------------------------------------- */
 
 #define FX_TOOL(sym, nm, ttl, desc, schema, fn)                                             \
@@ -236,9 +485,32 @@ FX_TOOL(fx_def_schema, "json_schema_2020_12_tool", "JSON Schema 2020-12",
         "\"else\":{\"required\":[\"email\"]},\"additionalProperties\":false}",
         fx_schema_tool);
 
+FX_TOOL(fx_def_sampling, "test_sampling", "Sampling",
+        "Conformance fixture: asks the client for an LLM completion of `prompt` "
+        "(sampling/createMessage) and returns its text.",
+        "{\"type\":\"object\",\"properties\":{\"prompt\":{\"type\":\"string\","
+        "\"description\":\"The prompt to send to the LLM\"}},\"required\":[\"prompt\"],"
+        "\"additionalProperties\":false}",
+        fx_sampling);
+FX_TOOL(fx_def_elicitation, "test_elicitation", "Elicitation",
+        "Conformance fixture: asks the user (elicitation/create) for a username and an email, "
+        "showing `message`, and returns the answer.",
+        "{\"type\":\"object\",\"properties\":{\"message\":{\"type\":\"string\","
+        "\"description\":\"The message to show the user\"}},\"required\":[\"message\"],"
+        "\"additionalProperties\":false}",
+        fx_elicitation);
+FX_TOOL(fx_def_elicitation_defaults, "test_elicitation_sep1034_defaults", "Elicitation defaults",
+        "Conformance fixture: elicitation/create with a default for every primitive type "
+        "(SEP-1034); returns the answer.", FX_NO_ARGS, fx_elicitation_defaults);
+FX_TOOL(fx_def_elicitation_enums, "test_elicitation_sep1330_enums", "Elicitation enums",
+        "Conformance fixture: elicitation/create with the five enum schema variants "
+        "(SEP-1330); returns the answer.", FX_NO_ARGS, fx_elicitation_enums);
+
 static const tool_def *const fixture_table[] = {
     &fx_def_simple_text, &fx_def_image,    &fx_def_audio, &fx_def_resource, &fx_def_mixed,
     &fx_def_logging,     &fx_def_progress, &fx_def_error, &fx_def_schema,
+    &fx_def_sampling,    &fx_def_elicitation, &fx_def_elicitation_defaults,
+    &fx_def_elicitation_enums,
 };
 
 #define FIXTURE_COUNT (sizeof fixture_table / sizeof fixture_table[0])

@@ -7,8 +7,11 @@
  * requests that stay in flight (duplicate ids, cancellation, batches, close)
  * without any network. Checks PRODUCT.md §4: framing errors, the lifecycle,
  * version negotiation, pagination, batches per protocol version, stray
- * responses, notifications, progress and log-level filtering. Every test
- * runs its own loop and ends with uv_loop_close() == 0. */
+ * responses, notifications, progress and log-level filtering, and requests
+ * to the client (mcp_req_ask: routing of the client's responses, cancel, the
+ * cap, requests that end or sessions that close with asks pending, and the
+ * conformance fixtures that ask). Every test runs its own loop and ends with
+ * uv_loop_close() == 0. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,6 +32,7 @@
 #include "mcp/server.h"
 #include "mcp/session.h"
 #include "providers/provider.h"
+#include "tools/fixtures.h"
 #include "tools/tool.h"
 
 #define MAX_HANG 4200
@@ -1393,6 +1397,378 @@ static void test_result_materialized(void **state)
     free(text);
 }
 
+/* ------------------------------------------------ requests to the client */
+
+/* What an ask's callback received (copies). */
+typedef struct reply_rec {
+    int calls;
+    json_t *result;
+    json_t *error;
+} reply_rec;
+
+static void record_reply(void *ud, json_t *result, const json_t *error)
+{
+    reply_rec *rec = ud;
+    rec->calls++;
+    json_decref(rec->result);
+    json_decref(rec->error);
+    rec->result = result ? json_deep_copy(result) : NULL;
+    rec->error = error ? json_deep_copy(error) : NULL;
+}
+
+static void reply_rec_free(reply_rec *rec)
+{
+    json_decref(rec->result);
+    json_decref(rec->error);
+    memset(rec, 0, sizeof *rec);
+}
+
+/* Asserts that m is our request `method` and returns its id (a string; valid
+ * until the next clear). */
+static const char *expect_ask_msg(json_t *m, const char *method)
+{
+    assert_string_equal(json_string_value(json_object_get(m, "jsonrpc")), "2.0");
+    assert_string_equal(json_string_value(json_object_get(m, "method")), method);
+    assert_true(json_is_object(json_object_get(m, "params")));
+    json_t *id = json_object_get(m, "id");
+    assert_true(json_is_string(id));
+    return json_string_value(id);
+}
+
+/* Asserts that m is notifications/cancelled for our request `id`. */
+static void expect_cancelled_msg(json_t *m, const char *id)
+{
+    assert_string_equal(json_string_value(json_object_get(m, "method")),
+                        "notifications/cancelled");
+    assert_null(json_object_get(m, "id"));
+    json_t *params = json_object_get(m, "params");
+    assert_string_equal(json_string_value(json_object_get(params, "requestId")), id);
+    assert_true(json_is_string(json_object_get(params, "reason")));
+}
+
+/* Asks elicitation/create for the hang-th hanging call. */
+static mcp_ask *ask_one(size_t hang, reply_rec *rec)
+{
+    return mcp_req_ask(hang_request(hang), "elicitation/create",
+                       json_pack("{s:s, s:{s:s}}", "message", "ok?", "requestedSchema", "type",
+                                 "object"),
+                       record_reply, rec);
+}
+
+static void test_ask_routed(void **state)
+{
+    env *e = *state;
+    initialize(e, "2025-11-25");
+    call_tool(e, "1", "get_deployment", "{\"deploymentId\":\"hang\"}", NULL);
+    call_tool(e, "2", "get_deployment", "{\"deploymentId\":\"hang\"}", NULL);
+    reply_rec r1 = {0}, r2 = {0};
+    mcp_ask *a1 = mcp_req_ask(hang_request(0), "sampling/createMessage",
+                              json_pack("{s:[], s:i}", "messages", "maxTokens", 100),
+                              record_reply, &r1);
+    mcp_ask *a2 = ask_one(1, &r2);
+    assert_non_null(a1);
+    assert_non_null(a2);
+    assert_int_equal(mcp_session_asks(e->session), 2);
+    assert_int_equal(nout(e), 2);
+    char id1[32], id2[32];
+    snprintf(id1, sizeof id1, "%s", expect_ask_msg(out_at(e, 0), "sampling/createMessage"));
+    snprintf(id2, sizeof id2, "%s", expect_ask_msg(out_at(e, 1), "elicitation/create"));
+    assert_string_not_equal(id1, id2);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(out_at(e, 0), "params"),
+                                                        "maxTokens")), 100);
+    json_array_clear(e->out);
+
+    /* Unknown ids, our id with another JSON type, a null id: ignored. */
+    send_msg(e, "{\"jsonrpc\":\"2.0\",\"id\":\"srv-999\",\"result\":{}}");
+    send_msg(e, "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}");
+    send_msg(e, "{\"jsonrpc\":\"2.0\",\"id\":[\"%s\"],\"result\":{}}", id1);
+    send_msg(e, "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32700,\"message\":\"x\"}}");
+    send_msg(e, "{\"jsonrpc\":\"2.0\",\"result\":{}}");
+    assert_int_equal(r1.calls + r2.calls, 0);
+    assert_int_equal(mcp_session_asks(e->session), 2);
+
+    /* The second answer goes to the second ask, once. */
+    send_msg(e, "{\"jsonrpc\":\"2.0\",\"id\":\"%s\",\"result\":{\"action\":\"accept\","
+                "\"content\":{\"a\":1}}}", id2);
+    assert_int_equal(r2.calls, 1);
+    assert_int_equal(r1.calls, 0);
+    assert_null(r2.error);
+    assert_string_equal(json_string_value(json_object_get(r2.result, "action")), "accept");
+    assert_int_equal(mcp_session_asks(e->session), 1);
+    /* A duplicate answer is ignored. */
+    send_msg(e, "{\"jsonrpc\":\"2.0\",\"id\":\"%s\",\"result\":{\"action\":\"decline\"}}", id2);
+    send_msg(e, "{\"jsonrpc\":\"2.0\",\"id\":\"%s\",\"error\":{\"code\":1,\"message\":\"m\"}}",
+             id2);
+    assert_int_equal(r2.calls, 1);
+    assert_string_equal(json_string_value(json_object_get(r2.result, "action")), "accept");
+
+    /* An error answer: the error object, no result. */
+    send_msg(e, "{\"jsonrpc\":\"2.0\",\"id\":\"%s\",\"error\":{\"code\":-1,"
+                "\"message\":\"User rejected sampling request\"}}", id1);
+    assert_int_equal(r1.calls, 1);
+    assert_null(r1.result);
+    assert_int_equal(json_integer_value(json_object_get(r1.error, "code")), -1);
+    assert_string_equal(json_string_value(json_object_get(r1.error, "message")),
+                        "User rejected sampling request");
+    assert_int_equal(mcp_session_asks(e->session), 0);
+    send_msg(e, "{\"jsonrpc\":\"2.0\",\"id\":\"%s\",\"result\":{}}", id1);
+    assert_int_equal(r1.calls, 1);
+    assert_int_equal(nout(e), 0); /* responses are never answered */
+
+    /* A malformed error member is reported as an error object too. */
+    reply_rec r3 = {0};
+    assert_non_null(ask_one(0, &r3));
+    char id3[32];
+    snprintf(id3, sizeof id3, "%s", expect_ask_msg(out_at(e, 0), "elicitation/create"));
+    json_array_clear(e->out);
+    send_msg(e, "{\"jsonrpc\":\"2.0\",\"id\":\"%s\",\"error\":\"no\"}", id3);
+    assert_int_equal(r3.calls, 1);
+    assert_int_equal(json_integer_value(json_object_get(r3.error, "code")), RPC_INTERNAL_ERROR);
+
+    finish_hang(0);
+    finish_hang(1);
+    assert_int_equal(nout(e), 2); /* the two tools/call results, nothing else */
+    reply_rec_free(&r1);
+    reply_rec_free(&r2);
+    reply_rec_free(&r3);
+}
+
+static void test_ask_cancel(void **state)
+{
+    env *e = *state;
+    initialize(e, "2025-11-25");
+    call_tool(e, "1", "get_deployment", "{\"deploymentId\":\"hang\"}", NULL);
+    reply_rec rec = {0};
+    mcp_ask *a = ask_one(0, &rec);
+    assert_non_null(a);
+    char id[32];
+    snprintf(id, sizeof id, "%s", expect_ask_msg(out_at(e, 0), "elicitation/create"));
+    json_array_clear(e->out);
+    mcp_ask_cancel(a);
+    mcp_ask_cancel(NULL);
+    assert_int_equal(nout(e), 1);
+    expect_cancelled_msg(out_at(e, 0), id);
+    json_array_clear(e->out);
+    assert_int_equal(mcp_session_asks(e->session), 0);
+    /* The client answers anyway: no callback. */
+    send_msg(e, "{\"jsonrpc\":\"2.0\",\"id\":\"%s\",\"result\":{\"action\":\"cancel\"}}", id);
+    assert_int_equal(rec.calls, 0);
+    assert_int_equal(nout(e), 0);
+    finish_hang(0);
+    expect_one_result(e, "1");
+}
+
+/* Asks still pending when their request ends are freed without callbacks:
+ * notifications/cancelled precedes the response when it finishes; nothing
+ * is sent when the client cancelled the request (its stream is gone). */
+static void test_ask_request_ends(void **state)
+{
+    env *e = *state;
+    initialize(e, "2025-11-25");
+    call_tool(e, "1", "get_deployment", "{\"deploymentId\":\"hang\"}", NULL);
+    call_tool(e, "2", "get_deployment", "{\"deploymentId\":\"hang\"}", NULL);
+    reply_rec r1 = {0}, r2 = {0};
+    assert_non_null(ask_one(0, &r1));
+    assert_non_null(ask_one(1, &r2));
+    char id1[32], id2[32];
+    snprintf(id1, sizeof id1, "%s", expect_ask_msg(out_at(e, 0), "elicitation/create"));
+    snprintf(id2, sizeof id2, "%s", expect_ask_msg(out_at(e, 1), "elicitation/create"));
+    json_array_clear(e->out);
+
+    finish_hang(0);
+    assert_int_equal(nout(e), 2);
+    expect_cancelled_msg(out_at(e, 0), id1);
+    assert_int_equal(json_integer_value(json_object_get(out_at(e, 1), "id")), 1);
+    assert_non_null(json_object_get(out_at(e, 1), "result"));
+    json_array_clear(e->out);
+    assert_int_equal(mcp_session_asks(e->session), 1);
+
+    send_msg(e, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":"
+                "{\"requestId\":2}}");
+    assert_int_equal(mcp_session_asks(e->session), 0);
+    assert_int_equal(mcp_session_inflight(e->session), 0);
+    assert_int_equal(nout(e), 0);
+    send_msg(e, "{\"jsonrpc\":\"2.0\",\"id\":\"%s\",\"result\":{}}", id1);
+    send_msg(e, "{\"jsonrpc\":\"2.0\",\"id\":\"%s\",\"result\":{}}", id2);
+    assert_int_equal(r1.calls + r2.calls, 0);
+    assert_int_equal(nout(e), 0);
+}
+
+/* Closing the session with asks pending frees them (the ASan build checks
+ * for leaks), without callbacks and without sending anything. */
+static void test_ask_session_close(void **state)
+{
+    env *e = *state;
+    initialize(e, "2025-11-25");
+    reply_rec rec = {0};
+    for (size_t i = 0; i < 3; i++) {
+        char id[8];
+        snprintf(id, sizeof id, "%zu", i);
+        call_tool(e, id, "get_deployment", "{\"deploymentId\":\"hang\"}", NULL);
+        assert_non_null(ask_one(i, &rec));
+        assert_non_null(ask_one(i, &rec));
+    }
+    assert_int_equal(mcp_session_asks(e->session), 6);
+    json_array_clear(e->out);
+    mcp_session_close(e->session);
+    e->session = NULL;
+    assert_int_equal(rec.calls, 0);
+    assert_int_equal(g_ops_freed, 3);
+    run_loop(e);
+    assert_int_equal(nout(e), 0);
+}
+
+static void test_ask_cap(void **state)
+{
+    env *e = *state;
+    initialize(e, "2025-11-25");
+    call_tool(e, "1", "get_deployment", "{\"deploymentId\":\"hang\"}", NULL);
+    reply_rec rec = {0};
+    for (unsigned i = 0; i < MCP_MAX_ASKS; i++)
+        assert_non_null(ask_one(0, &rec));
+    assert_int_equal(mcp_session_asks(e->session), MCP_MAX_ASKS);
+    assert_int_equal(nout(e), MCP_MAX_ASKS);
+    char first[32];
+    snprintf(first, sizeof first, "%s", expect_ask_msg(out_at(e, 0), "elicitation/create"));
+    json_array_clear(e->out);
+    /* One more: NULL, nothing sent, no callback (params freed: ASan). */
+    assert_null(ask_one(0, &rec));
+    assert_int_equal(nout(e), 0);
+    assert_int_equal(mcp_session_asks(e->session), MCP_MAX_ASKS);
+    /* An answer frees a slot. */
+    send_msg(e, "{\"jsonrpc\":\"2.0\",\"id\":\"%s\",\"result\":{\"action\":\"decline\"}}", first);
+    assert_int_equal(rec.calls, 1);
+    assert_non_null(ask_one(0, &rec));
+    assert_int_equal(mcp_session_asks(e->session), MCP_MAX_ASKS);
+    json_array_clear(e->out);
+    /* Finishing the request cancels the rest. */
+    finish_hang(0);
+    assert_int_equal(nout(e), MCP_MAX_ASKS + 1);
+    assert_int_equal(mcp_session_asks(e->session), 0);
+    assert_int_equal(rec.calls, 1);
+    reply_rec_free(&rec);
+}
+
+/* The conformance fixtures that ask the client, end to end through the
+ * session. Fixtures stay enabled for the rest of the process: these tests
+ * run last. */
+static void initialize_caps(env *e, const char *caps)
+{
+    send_msg(e, "{\"jsonrpc\":\"2.0\",\"id\":\"init\",\"method\":\"initialize\",\"params\":"
+                "{\"protocolVersion\":\"2025-11-25\",\"capabilities\":%s,\"clientInfo\":"
+                "{\"name\":\"t\",\"version\":\"1\"}}}", caps);
+    assert_non_null(json_object_get(out_at(e, 0), "result"));
+    send_msg(e, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}");
+    json_array_clear(e->out);
+}
+
+static const char *result_text(json_t *res)
+{
+    return json_string_value(
+        json_object_get(json_array_get(json_object_get(res, "content"), 0), "text"));
+}
+
+static void test_fixture_asks(void **state)
+{
+    env *e = *state;
+    tool_fixtures_enable();
+    initialize_caps(e, "{\"sampling\":{},\"elicitation\":{}}");
+
+    /* test_elicitation: the scenario's schema; the answer comes back as text. */
+    call_tool(e, "7", "test_elicitation", "{\"message\":\"Who are you?\"}", NULL);
+    assert_int_equal(nout(e), 1);
+    char id[32];
+    snprintf(id, sizeof id, "%s", expect_ask_msg(out_at(e, 0), "elicitation/create"));
+    json_t *params = json_object_get(out_at(e, 0), "params");
+    assert_string_equal(json_string_value(json_object_get(params, "message")), "Who are you?");
+    json_t *props = json_object_get(json_object_get(params, "requestedSchema"), "properties");
+    assert_non_null(json_object_get(props, "username"));
+    assert_non_null(json_object_get(props, "email"));
+    json_array_clear(e->out);
+    send_msg(e, "{\"jsonrpc\":\"2.0\",\"id\":\"%s\",\"result\":{\"action\":\"accept\","
+                "\"content\":{\"username\":\"u\",\"email\":\"e@x\"}}}", id);
+    json_t *res = expect_one_result(e, "7");
+    assert_string_equal(result_text(res),
+                        "User response: action=accept, content={\"username\":\"u\",\"email\":\"e@x\"}");
+    assert_null(json_object_get(res, "isError"));
+    json_array_clear(e->out);
+
+    /* test_sampling answered with a JSON-RPC error: isError with its message. */
+    call_tool(e, "8", "test_sampling", "{\"prompt\":\"hi\"}", NULL);
+    snprintf(id, sizeof id, "%s", expect_ask_msg(out_at(e, 0), "sampling/createMessage"));
+    params = json_object_get(out_at(e, 0), "params");
+    assert_int_equal(json_integer_value(json_object_get(params, "maxTokens")), 100);
+    json_t *msg0 = json_array_get(json_object_get(params, "messages"), 0);
+    assert_string_equal(json_string_value(json_object_get(msg0, "role")), "user");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(msg0, "content"), "text")), "hi");
+    json_array_clear(e->out);
+    send_msg(e, "{\"jsonrpc\":\"2.0\",\"id\":\"%s\",\"error\":{\"code\":-1,"
+                "\"message\":\"User rejected\"}}", id);
+    res = expect_one_result(e, "8");
+    assert_true(json_is_true(json_object_get(res, "isError")));
+    assert_non_null(strstr(result_text(res), "User rejected"));
+    json_array_clear(e->out);
+
+    /* test_sampling answered: "LLM response: <text>". */
+    call_tool(e, "9", "test_sampling", "{\"prompt\":\"hi\"}", NULL);
+    snprintf(id, sizeof id, "%s", expect_ask_msg(out_at(e, 0), "sampling/createMessage"));
+    json_array_clear(e->out);
+    send_msg(e, "{\"jsonrpc\":\"2.0\",\"id\":\"%s\",\"result\":{\"role\":\"assistant\","
+                "\"content\":{\"type\":\"text\",\"text\":\"hello\"},\"model\":\"m\"}}", id);
+    res = expect_one_result(e, "9");
+    assert_string_equal(result_text(res), "LLM response: hello");
+    json_array_clear(e->out);
+
+    /* The client cancels the tools/call: the fixture's cancel callback
+     * cancels its ask (the request is gone already: the notification goes
+     * out unrelated), and no response follows. */
+    call_tool(e, "10", "test_elicitation_sep1330_enums", "{}", NULL);
+    snprintf(id, sizeof id, "%s", expect_ask_msg(out_at(e, 0), "elicitation/create"));
+    props = json_object_get(json_object_get(json_object_get(out_at(e, 0), "params"),
+                                            "requestedSchema"), "properties");
+    assert_int_equal(json_object_size(props), 5);
+    json_array_clear(e->out);
+    send_msg(e, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":"
+                "{\"requestId\":10}}");
+    assert_int_equal(nout(e), 1);
+    expect_cancelled_msg(out_at(e, 0), id);
+    json_array_clear(e->out);
+    assert_int_equal(mcp_session_asks(e->session), 0);
+    send_msg(e, "{\"jsonrpc\":\"2.0\",\"id\":\"%s\",\"result\":{\"action\":\"accept\"}}", id);
+    run_loop(e);
+    assert_int_equal(nout(e), 0);
+
+    /* The session closes while a fixture waits: its cancel callback runs
+     * (mcp_ask_cancel sends nothing now), everything is freed. */
+    call_tool(e, "11", "test_elicitation_sep1034_defaults", "{}", NULL);
+    props = json_object_get(json_object_get(json_object_get(out_at(e, 0), "params"),
+                                            "requestedSchema"), "properties");
+    assert_true(json_is_real(json_object_get(json_object_get(props, "score"), "default")));
+    json_array_clear(e->out);
+    mcp_session_close(e->session);
+    e->session = NULL;
+    run_loop(e);
+    assert_int_equal(nout(e), 0);
+}
+
+static void test_fixture_asks_no_capability(void **state)
+{
+    env *e = *state;
+    tool_fixtures_enable();
+    initialize_caps(e, "{}");
+    call_tool(e, "1", "test_sampling", "{\"prompt\":\"hi\"}", NULL);
+    json_t *res = expect_one_result(e, "1");
+    assert_true(json_is_true(json_object_get(res, "isError")));
+    assert_non_null(strstr(result_text(res), "sampling"));
+    json_array_clear(e->out);
+    call_tool(e, "2", "test_elicitation", "{\"message\":\"m\"}", NULL);
+    res = expect_one_result(e, "2");
+    assert_true(json_is_true(json_object_get(res, "isError")));
+    assert_non_null(strstr(result_text(res), "elicitation"));
+    assert_int_equal(mcp_session_asks(e->session), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1422,6 +1798,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_result_materialized, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_levels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_level_per_session, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ask_routed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ask_cancel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ask_request_ends, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ask_session_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ask_cap, setup, teardown),
+        /* last: they enable the fixture tools for good */
+        cmocka_unit_test_setup_teardown(test_fixture_asks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fixture_asks_no_capability, setup, teardown),
     };
     (void)test_depth_cap;
     (void)test_non_object_messages;
