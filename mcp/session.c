@@ -72,6 +72,7 @@ struct mcp_ask {
     mcp_request *req;       /* the request it serves; NULL while that request's
                              * cancel callback runs (it is freed already) */
     json_t *id;             /* our id: a string */
+    unsigned detach_gen;    /* which req_cancel detached it (see there) */
     mcp_reply_fn cb;
     void *ud;
     mcp_ask *prev, *next;
@@ -90,6 +91,7 @@ struct mcp_session {
     size_t ninflight;
     size_t nwritable;        /* requests waiting for the transport to drain */
     mcp_ask *asks;           /* our requests awaiting the client's response */
+    unsigned detach_seq;     /* generations for req_cancel's detached asks */
     size_t nasks;
     bool closing;            /* in mcp_session_close: nothing more is sent */
     jsonw out;               /* the message being written (see out_begin) */
@@ -626,9 +628,13 @@ static void req_cancel(mcp_request *r)
     mcp_batch *b = r->batch;
     mcp_session *s = r->s;
     bool detached = false;
+    /* A cancel callback may cancel another request (a nested req_cancel):
+     * each call frees only the asks it detached itself. */
+    unsigned gen = ++s->detach_seq;
     for (mcp_ask *a = s->asks; a; a = a->next)
         if (a->req == r) {
             a->req = NULL;
+            a->detach_gen = gen;
             detached = true;
         }
     if (!b)
@@ -638,7 +644,7 @@ static void req_cancel(mcp_request *r)
         cancel(ud);
     for (mcp_ask *a = detached ? s->asks : NULL, *next; a; a = next) {
         next = a->next;
-        if (!a->req)
+        if (!a->req && a->detach_gen == gen)
             ask_unlink_free(a);
     }
     if (b) {

@@ -217,8 +217,12 @@ static int http_send_related(void *io, const char *msg, size_t len, const json_t
         return -1;
     s->last_active = uv_now(s->l->srv->loop);
     hconn *c = related ? find_stream(s, related) : NULL;
-    if (!c && s->current && (!related || json_array_size(s->current->ids) == 0))
-        c = s->current; /* an answer to the POST being handled that has no id */
+    /* An answer to the POST being handled that has no id (e.g. a parse
+     * error). Only answers: a POST without requests is answered 202 with no
+     * body, so a notification queued there would never be written. */
+    if (!c && is_response && s->current &&
+        (!related || json_array_size(s->current->ids) == 0))
+        c = s->current;
     if (!c && !related && !is_response)
         c = s->get_stream; /* unrelated server-to-client messages */
     if (!c) {
@@ -486,9 +490,15 @@ static int reply_later(hconn *c, unsigned status)
         if (!c->prep || uv_prepare_init(c->l->srv->loop, c->prep) != 0) {
             free(c->prep);
             c->prep = NULL;
-            /* Cannot wait a turn: answer now, and close in case more follows. */
-            write_whole(c, status, c->first_msg, c->first_msg ? c->first_len : 0, true);
-            return -1;
+            /* Cannot wait a turn: answer now, and close in case more
+             * follows, once lws has flushed what it buffered of the answer
+             * (as send_reply does). */
+            if (write_whole(c, status, c->first_msg, c->first_msg ? c->first_len : 0, true) != 0)
+                return -1;
+            c->closing = true;
+            lws_set_timeout(c->wsi, PENDING_FLUSH_STORED_SEND_BEFORE_CLOSE, FLUSH_CLOSE_S);
+            lws_callback_on_writable(c->wsi);
+            return 0;
         }
         c->prep->data = c;
     }

@@ -515,6 +515,27 @@ static int open_stream(uv_loop_t *loop, int fd, stdio_stream *st, bool readable)
     }
 }
 
+/* stdio_start could not finish (out of memory): its handles are already
+ * registered with the loop, so they are closed and t is freed by maybe_free
+ * once they are (the caller still runs the loop to shut down). */
+static stdio_transport *start_failed(stdio_transport *t)
+{
+    t->stopping = true;
+    if (t->session)
+        mcp_session_close(t->session);
+    t->session = NULL;
+    if (!t->in_is_file)
+        close_handle(t, &t->in.handle);
+    if (!t->out_is_file)
+        close_handle(t, &t->out.handle);
+    t->out_open = false;
+    close_handle(t, (uv_handle_t *)&t->flush_idle);
+    close_handle(t, (uv_handle_t *)&t->flush_check);
+    close_handle(t, (uv_handle_t *)&t->consume_idle);
+    maybe_free(t);
+    return NULL;
+}
+
 stdio_transport *stdio_start(mcp_server *srv, void (*on_eof)(void *ud), void *ud)
 {
     stdio_transport *t = calloc(1, sizeof *t);
@@ -538,17 +559,12 @@ stdio_transport *stdio_start(mcp_server *srv, void (*on_eof)(void *ud), void *ud
     rc = open_stream(srv->loop, STDIN_FILENO, &t->in, true);
     t->in_is_file = rc != 0;
     t->session = mcp_session_new(srv, &stdio_tp, t);
-    if (!t->session) {
-        free(t);
-        return NULL;
-    }
+    if (!t->session)
+        return start_failed(t);
     if (t->in_is_file) {
         t->fbuf = malloc(STDIO_READ_CHUNK);
-        if (!t->fbuf) {
-            mcp_session_close(t->session);
-            free(t);
-            return NULL;
-        }
+        if (!t->fbuf)
+            return start_failed(t);
         start_file_read(t);
     } else {
         t->in.handle.data = t;

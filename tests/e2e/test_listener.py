@@ -463,6 +463,45 @@ def sse_stream_routes_progress_and_cancel_on_another_post():
 
 
 @suite.test
+def withdrawn_server_request_reaches_the_get_stream():
+    """A tools/call waiting on the client (elicitation/create), then cancelled
+    by the client: the server withdraws its own request with
+    notifications/cancelled. Its call's stream is gone by then, so it must
+    arrive on the GET stream, not vanish into the cancel POST's empty 202."""
+    srv = Listener(args=("--conformance-fixtures",))
+    try:
+        init = json.loads(json.dumps(INIT))
+        init["params"]["capabilities"] = {"elicitation": {}}
+        st, h, b = srv.request("POST", init)
+        assert st == 200, (st, b)
+        sid = h["mcp-session-id"]
+        st, _, _ = srv.request("POST", {"jsonrpc": "2.0", "method": "notifications/initialized"},
+                               {"Mcp-Session-Id": sid})
+        assert st == 202
+        g = srv.conn(timeout=10)
+        g.request("GET", "/mcp", headers={"Accept": "text/event-stream", "Mcp-Session-Id": sid})
+        gr = g.getresponse()
+        assert gr.status == 200
+        c, r = open_post_stream(srv, sid, {"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                                           "params": {"name": "test_elicitation",
+                                                      "arguments": {"message": "who?"}}})
+        it = sse_events(r)
+        ask = next(it)
+        assert ask["method"] == "elicitation/create" and isinstance(ask["id"], str), ask
+        st, _, _ = srv.request("POST", {"jsonrpc": "2.0", "method": "notifications/cancelled",
+                                        "params": {"requestId": 5}}, {"Mcp-Session-Id": sid})
+        assert st == 202
+        assert not any("result" in m or "error" in m for m in it)
+        ev = next(sse_events(gr))
+        assert ev["method"] == "notifications/cancelled", ev
+        assert ev["params"]["requestId"] == ask["id"], (ev, ask)
+        c.close()
+        g.close()
+    finally:
+        assert srv.stop() == 0
+
+
+@suite.test
 def get_stream_and_delete_ends_open_streams():
     fake = Fake("showly")
     srv = Listener(config=showly_config(fake))
