@@ -922,11 +922,14 @@ static bool fast_scalar(fast *f, bool need_nul, const char **out, size_t *len)
     return fast_literal(f);
 }
 
-/* "lines": an array of scalars; strings are the lines. */
-static bool fast_lines(fast *f)
+/* An array of scalars (numbers and anything nested decline). With `lines`
+ * it is the event's "lines": its strings are pushed as lines, capped at
+ * SHOWLY_MAX_LINES_PER_EVENT; otherwise it is skipped. */
+static bool fast_array(fast *f, bool lines)
 {
     f->p++; /* '[' */
-    f->lines_is_array = true;
+    if (lines)
+        f->lines_is_array = true;
     fast_ws(f);
     if (f->p < f->end && *f->p == ']') {
         f->p++;
@@ -935,35 +938,14 @@ static bool fast_lines(fast *f)
     for (;;) {
         const char *text;
         size_t len;
-        if (!fast_scalar(f, false, &text, &len))
-            return false; /* an object line, a number, a nested array... */
-        if (++f->nelems > SHOWLY_MAX_LINES_PER_EVENT)
+        if (!fast_scalar(f, false, lines ? &text : NULL, lines ? &len : NULL))
             return false;
-        if (text && !push_line(f, text, len))
-            return false;
-        fast_ws(f);
-        if (f->p >= f->end)
-            return false;
-        if (*f->p++ == ']')
-            return true;
-        if (f->p[-1] != ',')
-            return false;
-        fast_ws(f);
-    }
-}
-
-/* An array of scalars we do not read. */
-static bool skip_array(fast *f)
-{
-    f->p++;
-    fast_ws(f);
-    if (f->p < f->end && *f->p == ']') {
-        f->p++;
-        return true;
-    }
-    for (;;) {
-        if (!fast_scalar(f, false, NULL, NULL))
-            return false;
+        if (lines) {
+            if (++f->nelems > SHOWLY_MAX_LINES_PER_EVENT)
+                return false;
+            if (text && !push_line(f, text, len))
+                return false;
+        }
         fast_ws(f);
         if (f->p >= f->end)
             return false;
@@ -986,7 +968,7 @@ static bool fast_value(fast *f, enum fast_key k, bool top)
     if (c == '[') {
         if (!top)
             return false;
-        return k == FK_LINES ? fast_lines(f) : skip_array(f);
+        return fast_array(f, k == FK_LINES);
     }
     if (c == '{') {
         if (!top)
