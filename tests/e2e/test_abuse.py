@@ -170,9 +170,10 @@ def stdio_batches_ids_and_nulls():
         s.close()
 
 
-def showly_target():
+def showly_target(fk=None):
+    """A config with one Showly target on `fk` (default: the suite's fake)."""
     return {"targets": {"web": {"provider": "showly", "siteId": "site_abuse",
-                                "tokenEnv": "SHOWLY_TOKEN", "baseUrl": fake.url}}}
+                                "tokenEnv": "SHOWLY_TOKEN", "baseUrl": (fk or fake).url}}}
 
 
 def hanging_deployment():
@@ -355,8 +356,7 @@ def websocket_oversized_invalid_and_deep_messages():
 @suite.test
 def websocket_5000_pipelined_pings_and_duplicate_ids():
     fk = Fake("showly")
-    cfg = {"targets": {"web": {"provider": "showly", "siteId": "site_abuse",
-                               "tokenEnv": "SHOWLY_TOKEN", "baseUrl": fk.url}}}
+    cfg = showly_target(fk)
     srv = Listener(config=cfg)
     try:
         ws = ws_init(srv)
@@ -408,8 +408,7 @@ def websocket_5000_pipelined_pings_and_duplicate_ids():
 @suite.test
 def two_hundred_websockets_dropped_abruptly():
     fk = Fake("showly")
-    cfg = {"targets": {"web": {"provider": "showly", "siteId": "site_abuse",
-                               "tokenEnv": "SHOWLY_TOKEN", "baseUrl": fk.url}}}
+    cfg = showly_target(fk)
     srv = Listener(config=cfg)
     try:
         ws_ping_ok(srv)
@@ -600,8 +599,7 @@ def http_malformed_heads_and_websocket_protocol_violations():
 @suite.test
 def http_duplicate_ids_in_flight_and_cancel_after_finish():
     fk = Fake("showly")
-    cfg = {"targets": {"web": {"provider": "showly", "siteId": "site_abuse",
-                               "tokenEnv": "SHOWLY_TOKEN", "baseUrl": fk.url}}}
+    cfg = showly_target(fk)
     srv = Listener(config=cfg)
     try:
         sid = srv.initialize()
